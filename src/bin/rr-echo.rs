@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("rr-echo: not yet");
+    std::process::exit(1);
+}

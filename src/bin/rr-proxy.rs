@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("rr-proxy: not yet");
+    std::process::exit(1);
+}

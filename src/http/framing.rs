@@ -1,0 +1,604 @@
+//! Message-body framing: how long a body is (RFC 9112 §6), decided from the header fields, and
+//! the incremental decoder that finds where a body ends in a stream of bytes.
+//!
+//! Ambiguous framing is an error, never a guess: a message that two parsers could read in two
+//! ways is how requests are smuggled past a proxy.
+
+use std::ops::Range;
+
+use super::chunked::{ChunkedDecoder, ChunkedError};
+use super::head::Version;
+
+/// How the body of one message is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No body at all (requests without CL or TE; HEAD, 1xx, 204 and 304 responses).
+    Empty,
+    /// Exactly this many bytes follow the head.
+    Length(u64),
+    /// Chunked transfer coding; the message ends after the last chunk and the trailers.
+    Chunked,
+    /// Responses only: the body runs until the server closes the connection.
+    UntilClose,
+}
+
+/// Why the framing of a message cannot be trusted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FramingError {
+    /// Content-Length is not plain digits, is a list, or overflows u64 (RFC 9110 §8.6).
+    BadContentLength,
+    /// More than one Content-Length field (RFC 9110 §8.6 allows rejecting duplicates).
+    DuplicateContentLength,
+    /// Both Content-Length and Transfer-Encoding (RFC 9112 §6.3 item 3).
+    LengthAndEncoding,
+    /// Transfer-Encoding whose final coding is not `chunked`, in a request (RFC 9112 §6.3 item 4).
+    ChunkedNotFinal,
+    /// `chunked` applied more than once (RFC 9112 §7.1).
+    ChunkedTwice,
+    /// A transfer coding this implementation does not know (RFC 9112 §6.1: 501).
+    UnknownCoding,
+    /// Transfer-Encoding in an HTTP/1.0 message (RFC 9112 §6.1).
+    EncodingOnHttp10,
+    /// A field name that reads as Content-Length or Transfer-Encoding once `_` is taken for `-`;
+    /// some servers normalise it, so passing it on would frame the message two ways.
+    LookalikeFramingField,
+}
+
+impl FramingError {
+    /// A short reason, for logs and error bodies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FramingError::BadContentLength => "invalid Content-Length",
+            FramingError::DuplicateContentLength => "more than one Content-Length",
+            FramingError::LengthAndEncoding => "both Content-Length and Transfer-Encoding",
+            FramingError::ChunkedNotFinal => "chunked is not the final transfer coding",
+            FramingError::ChunkedTwice => "chunked applied more than once",
+            FramingError::UnknownCoding => "unknown transfer coding",
+            FramingError::EncodingOnHttp10 => "Transfer-Encoding in an HTTP/1.0 message",
+            FramingError::LookalikeFramingField => "framing field name with an underscore",
+        }
+    }
+}
+
+impl std::fmt::Display for FramingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What Transfer-Encoding said, after reading every field line of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Encoding {
+    /// No Transfer-Encoding field.
+    #[default]
+    Absent,
+    /// Present, and the final coding is `chunked`.
+    ChunkedLast,
+    /// Present, and the final coding is something else (or the list is empty).
+    OtherLast,
+}
+
+/// The header fields that decide framing and connection handling, gathered in one pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fields {
+    /// The single valid Content-Length, if any.
+    pub content_length: Option<u64>,
+    /// What Transfer-Encoding said.
+    pub encoding: Encoding,
+    /// A coding other than the known ones appeared (answered with 501 for requests).
+    pub unknown_coding: bool,
+    /// `Connection: close`.
+    pub close: bool,
+    /// `Connection: keep-alive`.
+    pub keep_alive: bool,
+    /// `Connection: upgrade`.
+    pub connection_upgrade: bool,
+    /// An `Upgrade` field is present.
+    pub upgrade: bool,
+    /// How many `Host` fields there are (requests must have exactly one in HTTP/1.1).
+    pub hosts: u32,
+    /// `Expect: 100-continue`.
+    pub expect_continue: bool,
+}
+
+/// Reads every field once and gathers what framing needs. Errors are the rules that hold for
+/// requests and responses alike; the message-specific rules are in [`request_body`] and
+/// [`response_body`].
+pub fn scan_fields(headers: &[httparse::Header<'_>]) -> Result<Fields, FramingError> {
+    let mut f = Fields::default();
+    let mut chunked_seen = false;
+    for h in headers {
+        let name = h.name.as_bytes();
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => f.hosts = f.hosts.saturating_add(1),
+            6 if name.eq_ignore_ascii_case(b"expect")
+                && h.value.eq_ignore_ascii_case(b"100-continue") =>
+            {
+                f.expect_continue = true;
+            }
+            7 if name.eq_ignore_ascii_case(b"upgrade") => f.upgrade = true,
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for token in list_items(h.value) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        f.close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        f.keep_alive = true;
+                    } else if token.eq_ignore_ascii_case(b"upgrade") {
+                        f.connection_upgrade = true;
+                    }
+                }
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                // RFC 9110 §8.6: Content-Length = 1*DIGIT. A list ("5, 5") is not digits.
+                if f.content_length.is_some() {
+                    return Err(FramingError::DuplicateContentLength);
+                }
+                f.content_length = Some(parse_content_length(h.value)?);
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                // RFC 9112 §6.1: the codings are listed in the order applied, across all field
+                // lines; chunked must be last and must not repeat.
+                if f.encoding == Encoding::Absent {
+                    f.encoding = Encoding::OtherLast;
+                }
+                for coding in list_items(h.value) {
+                    if coding.eq_ignore_ascii_case(b"chunked") {
+                        if chunked_seen {
+                            return Err(FramingError::ChunkedTwice);
+                        }
+                        chunked_seen = true;
+                        f.encoding = Encoding::ChunkedLast;
+                    } else {
+                        if !is_known_coding(coding) {
+                            f.unknown_coding = true;
+                        }
+                        f.encoding = Encoding::OtherLast;
+                    }
+                }
+            }
+            14 | 17 if is_lookalike(name) => return Err(FramingError::LookalikeFramingField),
+            _ => {}
+        }
+    }
+    if chunked_seen && f.encoding != Encoding::ChunkedLast {
+        // `chunked, gzip`: the body would have to be read until close, never for a request,
+        // and a sign of a confused sender for a response.
+        f.encoding = Encoding::OtherLast;
+    }
+    Ok(f)
+}
+
+/// The body of a request (RFC 9112 §6.3, items 3 to 6 as they apply to requests).
+pub fn request_body(version: Version, f: &Fields) -> Result<BodyKind, FramingError> {
+    match (f.encoding, f.content_length) {
+        (Encoding::Absent, None) => Ok(BodyKind::Empty), // §6.3 item 6
+        (Encoding::Absent, Some(n)) => Ok(length(n)),    // §6.3 item 5
+        (_, Some(_)) => Err(FramingError::LengthAndEncoding), // §6.3 item 3: reject, don't guess
+        (_, None) if version == Version::Http10 => Err(FramingError::EncodingOnHttp10), // §6.1
+        (Encoding::OtherLast, None) => Err(FramingError::ChunkedNotFinal), // §6.3 item 4: 400
+        (Encoding::ChunkedLast, None) if f.unknown_coding => Err(FramingError::UnknownCoding),
+        (Encoding::ChunkedLast, None) => Ok(BodyKind::Chunked),
+    }
+}
+
+/// What the request was, as far as the response's framing cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestKind {
+    /// A HEAD request: the response never has a body.
+    Head,
+    /// A CONNECT request: a 2xx response turns the connection into a tunnel.
+    Connect,
+    /// Anything else.
+    Other,
+}
+
+/// The body of a response to a request of `kind` (RFC 9112 §6.3, items 1 to 7).
+pub fn response_body(
+    kind: RequestKind,
+    status: u16,
+    version: Version,
+    f: &Fields,
+) -> Result<BodyKind, FramingError> {
+    // §6.3 item 1: HEAD, 1xx, 204 and 304 responses end at the head, whatever the fields say.
+    if kind == RequestKind::Head || (100..200).contains(&status) || status == 204 || status == 304 {
+        return Ok(BodyKind::Empty);
+    }
+    // §6.3 item 2: a 2xx answer to CONNECT is a tunnel; the caller handles it before framing.
+    if kind == RequestKind::Connect && (200..300).contains(&status) {
+        return Ok(BodyKind::UntilClose);
+    }
+    match (f.encoding, f.content_length) {
+        (Encoding::Absent, None) => Ok(BodyKind::UntilClose), // §6.3 item 7
+        (Encoding::Absent, Some(n)) => Ok(length(n)),         // §6.3 item 5
+        // §6.3 item 3 lets TE override CL, but calls it a sign of smuggling "to be handled as
+        // an error"; a proxy that forwards it would pass the ambiguity on.
+        (_, Some(_)) => Err(FramingError::LengthAndEncoding),
+        (_, None) if version == Version::Http10 => Err(FramingError::EncodingOnHttp10), // §6.1
+        (Encoding::ChunkedLast, None) => Ok(BodyKind::Chunked),
+        // §6.3 item 4: final coding not chunked in a response: read until close.
+        (Encoding::OtherLast, None) => Ok(BodyKind::UntilClose),
+    }
+}
+
+fn length(n: u64) -> BodyKind {
+    if n == 0 {
+        BodyKind::Empty
+    } else {
+        BodyKind::Length(n)
+    }
+}
+
+/// RFC 9110 §8.6: `Content-Length = 1*DIGIT`, with checked arithmetic so a long run of digits is
+/// an error rather than a wrapped number.
+pub fn parse_content_length(value: &[u8]) -> Result<u64, FramingError> {
+    if value.is_empty() {
+        return Err(FramingError::BadContentLength);
+    }
+    let mut n: u64 = 0;
+    for &b in value {
+        if !b.is_ascii_digit() {
+            return Err(FramingError::BadContentLength);
+        }
+        n = n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(b - b'0')))
+            .ok_or(FramingError::BadContentLength)?;
+    }
+    Ok(n)
+}
+
+/// The codings of RFC 9110 §8.4.1 and RFC 9112 §7 that may come before `chunked`.
+fn is_known_coding(coding: &[u8]) -> bool {
+    const KNOWN: [&[u8]; 5] = [b"gzip", b"deflate", b"compress", b"x-gzip", b"x-compress"];
+    KNOWN.iter().any(|k| coding.eq_ignore_ascii_case(k))
+}
+
+/// `Content_Length` or `Transfer_Encoding` in any case.
+fn is_lookalike(name: &[u8]) -> bool {
+    let target: &[u8] = match name.len() {
+        14 => b"content-length",
+        17 => b"transfer-encoding",
+        _ => return false,
+    };
+    name.contains(&b'_')
+        && name
+            .iter()
+            .zip(target)
+            .all(|(&a, &b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
+}
+
+/// The non-empty items of a comma-separated field value, with optional whitespace trimmed
+/// (RFC 9110 §5.6.1).
+pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|s| !s.is_empty())
+}
+
+/// Strips spaces and tabs from both ends.
+pub fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// One decoding step over the bytes at hand.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// How many input bytes belong to this body and were consumed.
+    pub consumed: usize,
+    /// Where, within the input, payload bytes of this step lie (empty when none). For chunked
+    /// bodies this excludes sizes, extensions, CRLFs and trailers.
+    pub data: Range<usize>,
+    /// The body is complete; bytes after `consumed` belong to the next message.
+    pub done: bool,
+}
+
+/// Why a body could not be read to its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyError {
+    /// The chunked coding was invalid.
+    Chunked(ChunkedError),
+    /// The peer closed the connection before the body was complete.
+    Truncated,
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Chunked(e) => write!(f, "invalid chunked body: {e}"),
+            BodyError::Truncated => f.write_str("connection closed before the body ended"),
+        }
+    }
+}
+
+/// Finds the end of one body in a stream of bytes, incrementally: feed it whatever arrived,
+/// it says how much of it was body and whether the body is over.
+#[derive(Clone, Debug)]
+pub enum BodyDecoder {
+    /// This many bytes are still to come.
+    Length { remaining: u64 },
+    /// A chunked body in progress.
+    Chunked(ChunkedDecoder),
+    /// Everything until the peer closes.
+    UntilClose,
+    /// The body is complete.
+    Done,
+}
+
+impl BodyDecoder {
+    /// A decoder for a body of the given kind.
+    pub fn new(kind: BodyKind) -> BodyDecoder {
+        match kind {
+            BodyKind::Empty | BodyKind::Length(0) => BodyDecoder::Done,
+            BodyKind::Length(n) => BodyDecoder::Length { remaining: n },
+            BodyKind::Chunked => BodyDecoder::Chunked(ChunkedDecoder::new()),
+            BodyKind::UntilClose => BodyDecoder::UntilClose,
+        }
+    }
+
+    /// The body is complete.
+    pub fn is_done(&self) -> bool {
+        matches!(self, BodyDecoder::Done)
+    }
+
+    /// Consumes a prefix of `input`. Whenever `input` is non-empty and the body is not done,
+    /// `consumed > 0`; call again with the rest until the input is used up or `done` is set.
+    pub fn decode(&mut self, input: &[u8]) -> Result<Step, BodyError> {
+        let step = match self {
+            BodyDecoder::Done => Step {
+                consumed: 0,
+                data: 0..0,
+                done: true,
+            },
+            BodyDecoder::Length { remaining } => {
+                let take = usize::try_from(*remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(input.len());
+                // take <= remaining, so this cannot underflow.
+                *remaining -= take as u64;
+                Step {
+                    consumed: take,
+                    data: 0..take,
+                    done: *remaining == 0,
+                }
+            }
+            BodyDecoder::UntilClose => Step {
+                consumed: input.len(),
+                data: 0..input.len(),
+                done: false,
+            },
+            BodyDecoder::Chunked(dec) => dec.decode(input).map_err(BodyError::Chunked)?,
+        };
+        if step.done {
+            *self = BodyDecoder::Done;
+        }
+        Ok(step)
+    }
+
+    /// The peer closed its side: fine for a read-until-close body, which ends here; an error for
+    /// any other body that is not complete.
+    pub fn finish_at_eof(&mut self) -> Result<(), BodyError> {
+        match self {
+            BodyDecoder::Done => Ok(()),
+            BodyDecoder::UntilClose => {
+                *self = BodyDecoder::Done;
+                Ok(())
+            }
+            _ => Err(BodyError::Truncated),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(lines: &[(&str, &str)]) -> Result<Fields, FramingError> {
+        let headers: Vec<httparse::Header<'_>> = lines
+            .iter()
+            .map(|(n, v)| httparse::Header {
+                name: n,
+                value: v.as_bytes(),
+            })
+            .collect();
+        scan_fields(&headers)
+    }
+
+    fn req(lines: &[(&str, &str)]) -> Result<BodyKind, FramingError> {
+        request_body(Version::Http11, &fields(lines)?)
+    }
+
+    #[test]
+    fn request_body_rules() {
+        use BodyKind::*;
+        use FramingError::*;
+        type Case<'a> = (&'a [(&'a str, &'a str)], Result<BodyKind, FramingError>);
+        let cases: &[Case<'_>] = &[
+            // §6.3 item 6: no CL, no TE: no body.
+            (&[], Ok(Empty)),
+            (&[("Content-Length", "0")], Ok(Empty)),
+            (&[("Content-Length", "42")], Ok(Length(42))),
+            (&[("content-length", "007")], Ok(Length(7))),
+            (
+                &[("Content-Length", "18446744073709551615")],
+                Ok(Length(u64::MAX)),
+            ),
+            // RFC 9110 §8.6: only digits, no sign, no list, no overflow.
+            (
+                &[("Content-Length", "18446744073709551616")],
+                Err(BadContentLength),
+            ),
+            (&[("Content-Length", "-1")], Err(BadContentLength)),
+            (&[("Content-Length", "+5")], Err(BadContentLength)),
+            (&[("Content-Length", "0x10")], Err(BadContentLength)),
+            (&[("Content-Length", "5, 5")], Err(BadContentLength)),
+            (&[("Content-Length", "5 5")], Err(BadContentLength)),
+            (&[("Content-Length", "")], Err(BadContentLength)),
+            (
+                &[("Content-Length", "5"), ("Content-Length", "6")],
+                Err(DuplicateContentLength),
+            ),
+            (
+                &[("Content-Length", "5"), ("content-length", "5")],
+                Err(DuplicateContentLength),
+            ),
+            // §6.3 item 3: CL with TE.
+            (
+                &[("Content-Length", "5"), ("Transfer-Encoding", "chunked")],
+                Err(LengthAndEncoding),
+            ),
+            (
+                &[("Transfer-Encoding", "chunked"), ("Content-Length", "5")],
+                Err(LengthAndEncoding),
+            ),
+            // §6.1 and §6.3 item 4.
+            (&[("Transfer-Encoding", "chunked")], Ok(Chunked)),
+            (&[("Transfer-Encoding", "CHUNKED")], Ok(Chunked)),
+            (&[("Transfer-Encoding", "gzip, chunked")], Ok(Chunked)),
+            (
+                &[
+                    ("Transfer-Encoding", "gzip"),
+                    ("Transfer-Encoding", "chunked"),
+                ],
+                Ok(Chunked),
+            ),
+            (&[("Transfer-Encoding", "gzip")], Err(ChunkedNotFinal)),
+            (
+                &[("Transfer-Encoding", "chunked, gzip")],
+                Err(ChunkedNotFinal),
+            ),
+            (&[("Transfer-Encoding", "xchunked")], Err(ChunkedNotFinal)),
+            (
+                &[("Transfer-Encoding", "chunked;x=1")],
+                Err(ChunkedNotFinal),
+            ),
+            (&[("Transfer-Encoding", "")], Err(ChunkedNotFinal)),
+            (
+                &[("Transfer-Encoding", "chunked, chunked")],
+                Err(ChunkedTwice),
+            ),
+            (
+                &[
+                    ("Transfer-Encoding", "chunked"),
+                    ("Transfer-Encoding", "chunked"),
+                ],
+                Err(ChunkedTwice),
+            ),
+            (&[("Transfer-Encoding", "foo, chunked")], Err(UnknownCoding)),
+            // Names that some servers read as framing fields.
+            (
+                &[("Transfer_Encoding", "chunked")],
+                Err(LookalikeFramingField),
+            ),
+            (&[("Content_Length", "5")], Err(LookalikeFramingField)),
+            (&[("Content-Lengths", "5")], Ok(Empty)),
+        ];
+        for (lines, want) in cases {
+            assert_eq!(&req(lines), want, "fields {lines:?}");
+        }
+    }
+
+    #[test]
+    fn transfer_encoding_on_http10_request_is_rejected() {
+        let f = fields(&[("Transfer-Encoding", "chunked")]).unwrap();
+        assert_eq!(
+            request_body(Version::Http10, &f),
+            Err(FramingError::EncodingOnHttp10)
+        );
+    }
+
+    #[test]
+    fn response_body_rules() {
+        use BodyKind::*;
+        let none = Fields::default();
+        let cl = fields(&[("Content-Length", "3")]).unwrap();
+        let te = fields(&[("Transfer-Encoding", "chunked")]).unwrap();
+        let gz = fields(&[("Transfer-Encoding", "gzip")]).unwrap();
+        let v11 = Version::Http11;
+        let cases = [
+            (RequestKind::Head, 200, &cl, Ok(Empty)),
+            (RequestKind::Other, 100, &cl, Ok(Empty)),
+            (RequestKind::Other, 204, &te, Ok(Empty)),
+            (RequestKind::Other, 304, &cl, Ok(Empty)),
+            (RequestKind::Connect, 200, &none, Ok(UntilClose)),
+            (RequestKind::Other, 200, &none, Ok(UntilClose)),
+            (RequestKind::Other, 200, &cl, Ok(Length(3))),
+            (RequestKind::Other, 200, &te, Ok(Chunked)),
+            (RequestKind::Other, 200, &gz, Ok(UntilClose)),
+        ];
+        for (kind, status, f, want) in cases {
+            assert_eq!(
+                response_body(kind, status, v11, f),
+                want,
+                "{kind:?} {status}"
+            );
+        }
+        let both = Fields {
+            content_length: Some(3),
+            ..te
+        };
+        assert_eq!(
+            response_body(RequestKind::Other, 200, v11, &both),
+            Err(FramingError::LengthAndEncoding)
+        );
+        assert_eq!(
+            response_body(RequestKind::Other, 200, Version::Http10, &te),
+            Err(FramingError::EncodingOnHttp10)
+        );
+    }
+
+    #[test]
+    fn connection_tokens() {
+        let f = fields(&[
+            ("Connection", "Keep-Alive, Upgrade"),
+            ("Upgrade", "websocket"),
+        ])
+        .unwrap();
+        assert!(f.keep_alive && f.connection_upgrade && f.upgrade && !f.close);
+        let f = fields(&[("connection", " close ")]).unwrap();
+        assert!(f.close);
+        let f = fields(&[("Expect", "100-Continue"), ("Host", "a"), ("Host", "b")]).unwrap();
+        assert!(f.expect_continue);
+        assert_eq!(f.hosts, 2);
+    }
+
+    #[test]
+    fn length_decoder_stops_at_the_end_of_the_body() {
+        let mut d = BodyDecoder::new(BodyKind::Length(5));
+        let s = d.decode(b"abc").unwrap();
+        assert_eq!((s.consumed, s.data, s.done), (3, 0..3, false));
+        let s = d.decode(b"deGET /").unwrap();
+        assert_eq!((s.consumed, s.data, s.done), (2, 0..2, true));
+        assert!(d.is_done());
+        assert_eq!(d.finish_at_eof(), Ok(()));
+    }
+
+    #[test]
+    fn eof_ends_only_until_close_bodies() {
+        assert_eq!(
+            BodyDecoder::new(BodyKind::Length(1)).finish_at_eof(),
+            Err(BodyError::Truncated)
+        );
+        assert_eq!(
+            BodyDecoder::new(BodyKind::Chunked).finish_at_eof(),
+            Err(BodyError::Truncated)
+        );
+        let mut d = BodyDecoder::new(BodyKind::UntilClose);
+        assert_eq!(d.decode(b"xyz").unwrap().consumed, 3);
+        assert_eq!(d.finish_at_eof(), Ok(()));
+        assert!(d.is_done());
+    }
+
+    #[test]
+    fn trim_and_list() {
+        let items: Vec<&[u8]> = list_items(b" a ,, b\t,c").collect();
+        assert_eq!(items, vec![&b"a"[..], b"b", b"c"]);
+        assert_eq!(trim_ows(b" \t "), b"");
+    }
+}

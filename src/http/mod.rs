@@ -1,0 +1,7 @@
+//! The HTTP/1.1 code shared by the proxy and the echo backend: head parsing, message framing,
+//! the chunked decoder and canned answers. Nothing here touches a socket or reads a clock.
+
+pub mod chunked;
+pub mod framing;
+pub mod head;
+pub mod response;

@@ -1,0 +1,4 @@
+//! Socket plumbing shared by both programs: the one read/write helper and the byte buffer.
+
+pub mod buffer;
+pub mod io;

@@ -1,0 +1,1 @@
+//! Placeholder: the proxy comes with issue 3.
