@@ -1,1 +1,255 @@
-//! Placeholder: the proxy comes with issue 3.
+//! The `rr-proxy` event loop: one thread, one mio `Poll`, one slab of connections and one
+//! timer wheel. The loop only dispatches; what a connection does is in [`session`] and
+//! [`exchange`].
+//!
+//! A client connection is a [`session::Session`]. While it has a request in flight it owns the
+//! backend connection serving it; between requests, backend connections wait in a per-backend
+//! pool, and their slab entry holds them.
+
+pub mod config;
+mod exchange;
+mod rewrite;
+mod session;
+pub mod token;
+pub mod upstream;
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll};
+use slab::Slab;
+
+use crate::balancer::RoundRobin;
+use crate::timer::{TimerId, TimerWheel};
+pub use config::Config;
+use session::Session;
+use token::Source;
+use upstream::{Pool, Upstream};
+
+/// How often the wheel ticks; every deadline is kept to this precision at worst.
+const TIMER_TICK: Duration = Duration::from_millis(5);
+/// Slots in the wheel: 4096 × 5 ms ≈ 20 s per revolution, so most deadlines need one.
+const TIMER_SLOTS: usize = 4096;
+/// How long accepting pauses when the process is out of file descriptors, so the loop does
+/// not spin on an accept that cannot succeed.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Events taken from the kernel per poll.
+const EVENTS_PER_POLL: usize = 1024;
+
+/// A slab entry.
+#[derive(Debug)]
+enum Conn {
+    /// A client connection and, while a request is in flight, its backend connection.
+    Client(Box<Session>),
+    /// A backend socket that lives inside the session at slab key `owner`.
+    Attached { owner: usize },
+    /// An idle backend connection waiting in its backend's pool.
+    Pooled(Upstream),
+    /// Taken out of the slab while a handler works on it.
+    Busy,
+}
+
+/// What a timer is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    /// The one deadline of the session at this slab key.
+    Session(usize),
+    /// Accepting paused for lack of file descriptors; try again.
+    ResumeAccept,
+}
+
+/// Everything the loop owns.
+pub struct Proxy {
+    poll: Poll,
+    listener: TcpListener,
+    conns: Slab<Conn>,
+    timers: TimerWheel<Timer>,
+    cfg: Config,
+    rr: RoundRobin,
+    pools: Vec<Pool>,
+    /// Client connections open, checked against `max_conns`.
+    clients: usize,
+    /// Accepting stopped: at `max_conns`, or backing off after running out of descriptors.
+    accept_paused: bool,
+    /// Sessions that stopped for fairness with work left; driven again after this batch.
+    again: Vec<usize>,
+}
+
+/// Runs the proxy on `listener` until an unrecoverable error.
+pub fn run(listener: std::net::TcpListener, cfg: Config) -> io::Result<()> {
+    let mut proxy = Proxy::new(listener, cfg)?;
+    proxy.serve()
+}
+
+impl Proxy {
+    /// Sets up the loop around a bound listener.
+    pub fn new(listener: std::net::TcpListener, cfg: Config) -> io::Result<Proxy> {
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, token::LISTENER, Interest::READABLE)?;
+        let n = cfg.backends.len();
+        Ok(Proxy {
+            poll,
+            listener,
+            conns: Slab::with_capacity(1024),
+            timers: TimerWheel::new(TIMER_TICK, TIMER_SLOTS, Instant::now()),
+            rr: RoundRobin::new(n),
+            pools: (0..n).map(|_| Pool::default()).collect(),
+            cfg,
+            clients: 0,
+            accept_paused: false,
+            again: Vec::new(),
+        })
+    }
+
+    /// The loop: poll, dispatch each event by token, expire timers, repeat.
+    pub fn serve(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_PER_POLL);
+        loop {
+            let timeout = if self.again.is_empty() {
+                self.timers.timeout(Instant::now())
+            } else {
+                Some(Duration::ZERO)
+            };
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for event in events.iter() {
+                match token::source(event.token()) {
+                    Source::Listener => self.accept(),
+                    Source::Conn(key) => self.on_event(key, event),
+                }
+            }
+            for key in std::mem::take(&mut self.again) {
+                self.drive(key);
+            }
+            self.expire(Instant::now());
+        }
+    }
+
+    /// Accepts until `WouldBlock`, the connection cap, or a lack of descriptors.
+    fn accept(&mut self) {
+        while !self.accept_paused {
+            if self.clients >= self.cfg.max_conns {
+                log::warn!("at --max-conns {}: not accepting", self.cfg.max_conns);
+                self.accept_paused = true;
+                return;
+            }
+            match self.listener.accept() {
+                Ok((sock, peer)) => self.open_session(sock, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_resource_exhausted(&e) => {
+                    log::warn!("accept: {e}; pausing {ACCEPT_BACKOFF:?}");
+                    self.accept_paused = true;
+                    self.timers
+                        .insert(Instant::now() + ACCEPT_BACKOFF, Timer::ResumeAccept);
+                    return;
+                }
+                // The client gave up between SYN and accept, and the like: next one.
+                Err(e) => log::debug!("accept: {e}"),
+            }
+        }
+    }
+
+    fn resume_accept(&mut self) {
+        if self.accept_paused && self.clients < self.cfg.max_conns {
+            self.accept_paused = false;
+            self.accept();
+        }
+    }
+
+    fn open_session(&mut self, mut sock: mio::net::TcpStream, peer: std::net::SocketAddr) {
+        let _ = sock.set_nodelay(true);
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut sock, token::of(key), interest)
+        {
+            log::warn!("register client {peer}: {e}");
+            return;
+        }
+        let now = Instant::now();
+        let deadline = now + self.cfg.head_timeout;
+        let timer = self.timers.insert(deadline, Timer::Session(key));
+        let session = Session::new(sock, peer, &self.cfg, timer, deadline);
+        entry.insert(Conn::Client(Box::new(session)));
+        self.clients += 1;
+    }
+
+    /// One readiness event for a connection.
+    fn on_event(&mut self, key: usize, event: &mio::event::Event) {
+        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+        match self.conns.get_mut(key) {
+            Some(Conn::Client(s)) => {
+                s.readable |= readable;
+                s.writable |= writable;
+                self.drive(key);
+            }
+            Some(Conn::Attached { owner }) => {
+                let owner = *owner;
+                if let Some(Conn::Client(s)) = self.conns.get_mut(owner) {
+                    if let Some(up) = s.upstream_mut() {
+                        up.readable |= readable;
+                        up.writable |= writable;
+                    }
+                }
+                self.drive(owner);
+            }
+            Some(Conn::Pooled(_)) if readable => {
+                // An idle backend connection has nothing to say: this is its close (or junk).
+                self.close_pooled(key);
+            }
+            Some(Conn::Pooled(up)) => up.writable = true,
+            Some(Conn::Busy) | None => {}
+        }
+    }
+
+    /// Fires every due timer.
+    fn expire(&mut self, now: Instant) {
+        while let Some((id, timer)) = self.timers.pop_expired(now) {
+            match timer {
+                Timer::ResumeAccept => {
+                    self.accept_paused = false;
+                    self.accept();
+                }
+                Timer::Session(key) => self.on_deadline(key, id, now),
+            }
+        }
+    }
+
+    fn close_pooled(&mut self, key: usize) {
+        if let Some(Conn::Pooled(mut up)) = self.conns.try_remove(key) {
+            self.pools[up.backend].remove(key);
+            let _ = self.poll.registry().deregister(&mut up.sock);
+        }
+    }
+
+    /// Arms the session's timer for `deadline`, reusing its entry when it still has one.
+    fn arm(&mut self, key: usize, timer: &mut Option<TimerId>, deadline: Instant) {
+        if let Some(id) = *timer {
+            if self.timers.reschedule(id, deadline) {
+                return;
+            }
+        }
+        *timer = Some(self.timers.insert(deadline, Timer::Session(key)));
+    }
+}
+
+/// Errors that mean the process or the kernel is out of something accept needs.
+fn is_resource_exhausted(e: &io::Error) -> bool {
+    const EMFILE: i32 = 24;
+    const ENFILE: i32 = 23;
+    const ENOBUFS: i32 = 105;
+    const ENOMEM: i32 = 12;
+    matches!(e.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
+}

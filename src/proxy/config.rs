@@ -1,0 +1,460 @@
+//! The proxy's settings in two stages: raw strings gathered from the command line, the
+//! `BACKEND_SERVERS` environment variable and a JSON file, then one validation step that turns
+//! them into typed values or an error naming the setting.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::cli::{self, Args, UsageError};
+use crate::http::head::DEFAULT_MAX_HEAD;
+
+/// One backend as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendAddr {
+    /// Where to connect (the name resolved once, at start).
+    pub addr: SocketAddr,
+    /// As the user wrote it, for logs and the `X-Backend-Server` header.
+    pub name: String,
+}
+
+/// Validated settings. Every field has a default a production user can live with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where clients connect.
+    pub listen: SocketAddr,
+    /// The backends, in rotation order.
+    pub backends: Vec<BackendAddr>,
+    /// Longest wait for a backend's TCP handshake before trying the next backend.
+    pub connect_timeout: Duration,
+    /// Longest a client may take to send a whole request head (answered with 408).
+    pub head_timeout: Duration,
+    /// Longest wait for a backend byte while a response is due (answered with 504).
+    pub backend_timeout: Duration,
+    /// How long an idle keep-alive client connection is kept.
+    pub idle_timeout: Duration,
+    /// Most client connections open at once; beyond it the proxy stops accepting.
+    pub max_conns: usize,
+    /// Largest request or response head (431 / 502 beyond it).
+    pub max_head: usize,
+    /// Size of each relay buffer: bytes move through it, so it bounds memory per connection.
+    pub buffer_size: usize,
+    /// Idle keep-alive connections kept per backend for reuse.
+    pub pool_size: usize,
+    /// Add `X-Backend-Server` to responses.
+    pub backend_header: bool,
+}
+
+/// The defaults, also printed by `--help`.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+/// See [`Config::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// See [`Config::head_timeout`].
+pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// See [`Config::backend_timeout`].
+pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// See [`Config::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// See [`Config::max_conns`].
+pub const DEFAULT_MAX_CONNS: usize = 10_000;
+/// See [`Config::buffer_size`]: large enough for a typical response in one read.
+pub const DEFAULT_BUFFER_SIZE: usize = 16 * 1024;
+/// See [`Config::pool_size`].
+pub const DEFAULT_POOL_SIZE: usize = 64;
+
+/// The text of `--help`.
+pub const HELP: &str = "\
+rr-proxy: a round-robin HTTP/1.1 reverse proxy on one event loop
+
+USAGE:
+    rr-proxy [--listen ADDR] [--backends LIST] [OPTIONS]
+
+OPTIONS:
+    --listen ADDR            address to accept clients on [default: 0.0.0.0:8080]
+    --backends LIST          comma-separated host:port list, `http://` accepted;
+                             when absent, BACKEND_SERVERS is read
+    --config FILE            JSON file with the same settings (keys as the flags,
+                             with _ for -); flags win over the file
+    --connect-timeout DUR    backend connect deadline [default: 3s]
+    --head-timeout DUR       deadline for a whole request head, 408 after [default: 10s]
+    --backend-timeout DUR    wait for a backend byte, 504 after [default: 30s]
+    --idle-timeout DUR       idle keep-alive client connection lifetime [default: 60s]
+    --max-conns N            most client connections at once [default: 10000]
+    --max-head SIZE          largest request or response head [default: 64K]
+    --buffer-size SIZE       size of each relay buffer [default: 16K]
+    --pool-size N            idle connections kept per backend [default: 64]
+    --no-backend-header      do not add X-Backend-Server to responses
+    --help                   print this text
+
+DUR is a number with a unit: 500ms, 3s, 1m. SIZE is bytes, or with K, M or G.
+";
+
+/// Settings as strings, before validation; `None` means not given at this layer.
+#[derive(Clone, Debug, Default)]
+pub struct RawConfig {
+    listen: Option<String>,
+    backends: Option<String>,
+    config: Option<String>,
+    connect_timeout: Option<String>,
+    head_timeout: Option<String>,
+    backend_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_conns: Option<String>,
+    max_head: Option<String>,
+    buffer_size: Option<String>,
+    pool_size: Option<String>,
+    backend_header: Option<bool>,
+}
+
+/// What the command line asked for.
+pub enum Command {
+    /// Print the help and exit 0.
+    Help,
+    /// Run with these settings.
+    Run(Box<Config>),
+}
+
+/// Reads the command line, the environment and the config file into a validated config.
+pub fn from_args(
+    args: impl Iterator<Item = String>,
+    env_backends: Option<String>,
+) -> Result<Command, UsageError> {
+    let mut raw = RawConfig::default();
+    let mut a = Args::new(args);
+    while let Some(flag) = a.next_flag() {
+        let flag = flag?;
+        let slot = match flag.as_str() {
+            "help" => return Ok(Command::Help),
+            "no-backend-header" => {
+                raw.backend_header = Some(false);
+                continue;
+            }
+            name => raw.slot(name),
+        };
+        match slot {
+            Some(slot) => *slot = Some(a.value()?),
+            None => return Err(UsageError(format!("unknown flag --{flag} (see --help)"))),
+        }
+    }
+    if raw.backends.is_none() {
+        raw.backends = env_backends.filter(|s| !s.trim().is_empty());
+    }
+    if let Some(path) = raw.config.clone() {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| UsageError(format!("--config {path:?}: {e}")))?;
+        let file = RawConfig::from_json(&text)
+            .map_err(|e| UsageError(format!("--config {path:?}: {e}")))?;
+        raw = raw.over(file);
+    }
+    Ok(Command::Run(Box::new(raw.validate()?)))
+}
+
+impl RawConfig {
+    /// The string setting a flag or JSON key names.
+    fn slot(&mut self, name: &str) -> Option<&mut Option<String>> {
+        Some(match name {
+            "listen" => &mut self.listen,
+            "backends" => &mut self.backends,
+            "config" => &mut self.config,
+            "connect-timeout" => &mut self.connect_timeout,
+            "head-timeout" => &mut self.head_timeout,
+            "backend-timeout" => &mut self.backend_timeout,
+            "idle-timeout" => &mut self.idle_timeout,
+            "max-conns" => &mut self.max_conns,
+            "max-head" => &mut self.max_head,
+            "buffer-size" => &mut self.buffer_size,
+            "pool-size" => &mut self.pool_size,
+            _ => return None,
+        })
+    }
+
+    /// Reads a JSON object whose keys are the flag names with `_` (or `-`). Numbers are taken
+    /// as written, lists of backends as lists.
+    pub fn from_json(text: &str) -> Result<RawConfig, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| "expected a JSON object".to_string())?;
+        let mut raw = RawConfig::default();
+        for (key, v) in obj {
+            let name = key.replace('_', "-");
+            if name == "backend-header" {
+                raw.backend_header = Some(
+                    v.as_bool()
+                        .ok_or_else(|| format!("{key}: expected true or false"))?,
+                );
+                continue;
+            }
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Array(items) if name == "backends" => items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| format!("{key}: expected a list of strings"))?
+                    .join(","),
+                _ => return Err(format!("{key}: expected a string or a number")),
+            };
+            match raw.slot(&name) {
+                Some(slot) if name != "config" => *slot = Some(text),
+                _ => return Err(format!("unknown setting {key:?}")),
+            }
+        }
+        Ok(raw)
+    }
+
+    /// `self` with every unset setting taken from `lower`.
+    fn over(self, lower: RawConfig) -> RawConfig {
+        RawConfig {
+            listen: self.listen.or(lower.listen),
+            backends: self.backends.or(lower.backends),
+            config: self.config,
+            connect_timeout: self.connect_timeout.or(lower.connect_timeout),
+            head_timeout: self.head_timeout.or(lower.head_timeout),
+            backend_timeout: self.backend_timeout.or(lower.backend_timeout),
+            idle_timeout: self.idle_timeout.or(lower.idle_timeout),
+            max_conns: self.max_conns.or(lower.max_conns),
+            max_head: self.max_head.or(lower.max_head),
+            buffer_size: self.buffer_size.or(lower.buffer_size),
+            pool_size: self.pool_size.or(lower.pool_size),
+            backend_header: self.backend_header.or(lower.backend_header),
+        }
+    }
+
+    /// Turns strings into typed settings; every error names its setting.
+    pub fn validate(self) -> Result<Config, UsageError> {
+        let listen_text = self.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen = resolve(listen_text).map_err(|e| named("listen", listen_text, &e))?;
+        let backends_text = self.backends.as_deref().ok_or_else(|| {
+            UsageError("no backends: give --backends host:port,... or set BACKEND_SERVERS".into())
+        })?;
+        let backends =
+            parse_backends(backends_text).map_err(|e| named("backends", backends_text, &e))?;
+        let dur =
+            |name, v: &Option<String>, default| setting(name, v, default, cli::parse_duration);
+        let connect_timeout = dur(
+            "connect-timeout",
+            &self.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+        )?;
+        let head_timeout = dur("head-timeout", &self.head_timeout, DEFAULT_HEAD_TIMEOUT)?;
+        let backend_timeout = dur(
+            "backend-timeout",
+            &self.backend_timeout,
+            DEFAULT_BACKEND_TIMEOUT,
+        )?;
+        let idle_timeout = dur("idle-timeout", &self.idle_timeout, DEFAULT_IDLE_TIMEOUT)?;
+        let max_conns = setting(
+            "max-conns",
+            &self.max_conns,
+            DEFAULT_MAX_CONNS,
+            cli::parse_num,
+        )?;
+        let max_head = setting(
+            "max-head",
+            &self.max_head,
+            DEFAULT_MAX_HEAD,
+            cli::parse_size,
+        )?;
+        let buffer_size = setting(
+            "buffer-size",
+            &self.buffer_size,
+            DEFAULT_BUFFER_SIZE,
+            cli::parse_size,
+        )?;
+        let pool_size = setting(
+            "pool-size",
+            &self.pool_size,
+            DEFAULT_POOL_SIZE,
+            cli::parse_num,
+        )?;
+        let rules: [(&str, bool, &str); 6] = [
+            ("max-conns", max_conns >= 1, "must be at least 1"),
+            (
+                "max-head",
+                (256..=1 << 20).contains(&max_head),
+                "must be between 256 and 1M",
+            ),
+            (
+                "buffer-size",
+                (1024..=16 << 20).contains(&buffer_size),
+                "must be between 1K and 16M",
+            ),
+            (
+                "connect-timeout",
+                !connect_timeout.is_zero(),
+                "must be more than zero",
+            ),
+            (
+                "head-timeout",
+                !head_timeout.is_zero(),
+                "must be more than zero",
+            ),
+            (
+                "backend-timeout",
+                !backend_timeout.is_zero(),
+                "must be more than zero",
+            ),
+        ];
+        if let Some((name, _, why)) = rules.iter().find(|(_, ok, _)| !ok) {
+            return Err(UsageError(format!("--{name}: {why}")));
+        }
+        Ok(Config {
+            listen,
+            backends,
+            connect_timeout,
+            head_timeout,
+            backend_timeout,
+            idle_timeout,
+            max_conns,
+            max_head,
+            buffer_size,
+            pool_size,
+            backend_header: self.backend_header.unwrap_or(true),
+        })
+    }
+}
+
+fn named(name: &str, value: &str, why: &str) -> UsageError {
+    UsageError(format!("--{name} {value:?}: {why}"))
+}
+
+fn setting<T>(
+    name: &str,
+    value: &Option<String>,
+    default: T,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<T, UsageError> {
+    match value {
+        None => Ok(default),
+        Some(v) => parse(v).map_err(|e| named(name, v, &e)),
+    }
+}
+
+/// Resolves `host:port` once, preferring an IPv4 address.
+fn resolve(text: &str) -> Result<SocketAddr, String> {
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| "resolves to no address".to_string())
+}
+
+/// `a:1,http://b:2,c:3` → backends; `http://` and a trailing `/` are accepted.
+pub fn parse_backends(text: &str) -> Result<Vec<BackendAddr>, String> {
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let name = item.strip_prefix("http://").unwrap_or(item);
+        let name = name.strip_suffix('/').unwrap_or(name);
+        if name.contains('/') || name.contains("://") {
+            return Err(format!("{item:?} is not host:port"));
+        }
+        let addr = resolve(name).map_err(|e| format!("{item:?}: {e}"))?;
+        out.push(BackendAddr {
+            addr,
+            name: name.to_string(),
+        });
+    }
+    if out.is_empty() {
+        return Err("the list is empty".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str], env: Option<&str>) -> Result<Config, String> {
+        let args = args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        match from_args(args.into_iter(), env.map(str::to_string)) {
+            Ok(Command::Run(c)) => Ok(*c),
+            Ok(Command::Help) => Err("help".into()),
+            Err(e) => Err(e.0),
+        }
+    }
+
+    #[test]
+    fn defaults_and_backends() {
+        let c = parse(
+            &["--backends", "127.0.0.1:8081, http://127.0.0.1:8082/"],
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.backends.len(), 2);
+        assert_eq!(c.backends[1].name, "127.0.0.1:8082");
+        assert_eq!(c.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+        assert_eq!(c.max_head, DEFAULT_MAX_HEAD);
+        assert!(c.backend_header);
+    }
+
+    #[test]
+    fn environment_fills_in_backends() {
+        let c = parse(&["--listen=127.0.0.1:0"], Some("127.0.0.1:9000")).unwrap();
+        assert_eq!(c.backends[0].addr, "127.0.0.1:9000".parse().unwrap());
+        let c = parse(&["--backends", "127.0.0.1:1"], Some("127.0.0.1:9000")).unwrap();
+        assert_eq!(c.backends[0].addr.port(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "no backends"),
+            (&["--backends", ""], "--backends"),
+            (&["--backends", "127.0.0.1"], "--backends"),
+            (&["--backends", "http://a:1/x"], "--backends"),
+            (
+                &["--backends", "127.0.0.1:1", "--listen", "nope"],
+                "--listen",
+            ),
+            (
+                &["--backends", "127.0.0.1:1", "--connect-timeout", "3"],
+                "--connect-timeout",
+            ),
+            (
+                &["--backends", "127.0.0.1:1", "--max-conns", "0"],
+                "--max-conns",
+            ),
+            (
+                &["--backends", "127.0.0.1:1", "--max-head", "1G"],
+                "--max-head",
+            ),
+            (&["--backends", "127.0.0.1:1", "--bogus", "1"], "--bogus"),
+            (
+                &["--backends", "127.0.0.1:1", "--config", "/nonexistent.json"],
+                "--config",
+            ),
+        ];
+        for (args, want) in cases {
+            let err = parse(args, None).unwrap_err();
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn json_file_under_flags() {
+        let file = RawConfig::from_json(
+            r#"{"backends": ["127.0.0.1:1", "127.0.0.1:2"], "connect_timeout": "1s",
+                "max_conns": 5, "backend_header": false}"#,
+        )
+        .unwrap();
+        let flags = RawConfig {
+            max_conns: Some("7".into()),
+            ..RawConfig::default()
+        };
+        let c = flags.over(file).validate().unwrap();
+        assert_eq!(c.backends.len(), 2);
+        assert_eq!(c.connect_timeout, Duration::from_secs(1));
+        assert_eq!(c.max_conns, 7);
+        assert!(!c.backend_header);
+        assert!(RawConfig::from_json(r#"{"nope": 1}"#).is_err());
+        assert!(RawConfig::from_json("[1]").is_err());
+    }
+}

@@ -1,0 +1,266 @@
+//! Heads as the proxy passes them on: hop-by-hop fields removed in both directions (RFC 9110
+//! §7.6.1), `X-Forwarded-*` added to requests, `X-Backend-Server` and the client-side
+//! `Connection` added to responses. Pure functions from a parsed head to bytes.
+
+use std::io::Write;
+use std::net::IpAddr;
+
+use crate::http::framing::list_items;
+use crate::http::head::{Request, Response, Version};
+
+/// Fields that describe one hop and never pass a proxy (RFC 9110 §7.6.1), plus the ones the
+/// proxy writes itself. `Transfer-Encoding` is not here: chunked bodies pass through as they
+/// are, so the field stays true for the next hop too.
+const HOP_BY_HOP: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Fields a `Connection` option may not remove, because the message's framing or routing
+/// depends on them: `Connection: content-length` must not turn a body into a new request.
+const PROTECTED: [&str; 3] = ["content-length", "transfer-encoding", "host"];
+
+/// Whether the field `name` is dropped when forwarding a message whose fields are `all`.
+/// `keep_upgrade` keeps `Upgrade` while a protocol switch is being asked for or agreed.
+fn is_hop_by_hop(name: &str, all: &[httparse::Header<'_>], keep_upgrade: bool) -> bool {
+    if keep_upgrade && name.eq_ignore_ascii_case("upgrade") {
+        return false;
+    }
+    if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+        return true;
+    }
+    if PROTECTED.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+        return false;
+    }
+    all.iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| list_items(h.value))
+        .any(|opt| opt.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the request head the backend sees: always HTTP/1.1 (the proxy keeps its backend
+/// connections alive whatever the client speaks), hop-by-hop fields removed, `Expect` removed
+/// (the proxy answers `100 Continue` itself), `X-Forwarded-For` extended with the client's
+/// address and `X-Forwarded-Proto` set.
+pub fn request_head(out: &mut Vec<u8>, req: &Request<'_, '_>, client: IpAddr) {
+    let upgrade = req.is_upgrade();
+    out.extend_from_slice(req.method_str.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(req.target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut forwarded_for = false;
+    for h in req.headers {
+        let name = h.name;
+        if is_hop_by_hop(name, req.headers, upgrade)
+            || name.eq_ignore_ascii_case("expect")
+            || name.eq_ignore_ascii_case("x-forwarded-proto")
+        {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
+            // Appended below as one field, earlier hops first (RFC 7239 §5.2 style).
+            forwarded_for = true;
+            continue;
+        }
+        field(out, name, h.value);
+    }
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    if forwarded_for {
+        for h in req.headers {
+            if h.name.eq_ignore_ascii_case("x-forwarded-for") {
+                out.extend_from_slice(h.value);
+                out.extend_from_slice(b", ");
+            }
+        }
+    }
+    let _ = write!(out, "{client}\r\nX-Forwarded-Proto: http\r\n");
+    if upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the response head is adapted to the client.
+#[derive(Clone, Copy, Debug)]
+pub struct ResponseEdits<'a> {
+    /// The name to put in `X-Backend-Server`, if the header is on.
+    pub backend: Option<&'a str>,
+    /// The client connection ends after this response.
+    pub close: bool,
+    /// The client speaks HTTP/1.0 (it needs `Connection: keep-alive` to stay open).
+    pub client_version: Version,
+    /// The body is decoded from chunked and sent until close: drop `Transfer-Encoding`.
+    pub dechunk: bool,
+    /// A `101 Switching Protocols` being passed on: keep `Upgrade`, say `Connection: upgrade`.
+    pub switching: bool,
+}
+
+/// Writes the response head the client sees.
+pub fn response_head(out: &mut Vec<u8>, resp: &Response<'_, '_>, edits: ResponseEdits<'_>) {
+    let _ = write!(out, "HTTP/1.1 {} {}\r\n", resp.status, resp.reason);
+    for h in resp.headers {
+        let name = h.name;
+        if is_hop_by_hop(name, resp.headers, edits.switching)
+            || (edits.dechunk && name.eq_ignore_ascii_case("transfer-encoding"))
+            || (edits.backend.is_some() && name.eq_ignore_ascii_case("x-backend-server"))
+        {
+            continue;
+        }
+        field(out, name, h.value);
+    }
+    if let Some(name) = edits.backend {
+        field(out, "X-Backend-Server", name.as_bytes());
+    }
+    if edits.switching {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    } else if edits.close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if edits.client_version == Version::Http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::head::{parse_request, parse_response, Parse, EMPTY_HEADERS};
+
+    fn rewrite_request(raw: &[u8]) -> String {
+        let mut h = EMPTY_HEADERS;
+        let Ok(Parse::Complete(req)) = parse_request(raw, &mut h, 4096) else {
+            panic!("bad test request")
+        };
+        let mut out = Vec::new();
+        request_head(&mut out, &req, "10.0.0.9".parse().unwrap());
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn request_hop_by_hop_fields_are_removed() {
+        let got = rewrite_request(
+            b"GET /a HTTP/1.0\r\nHost: h\r\nConnection: keep-alive, X-Secret, Content-Length\r\n\
+              Keep-Alive: 5\r\nX-Secret: 1\r\nTE: trailers\r\nTrailer: X\r\nProxy-Connection: x\r\n\
+              Upgrade: websocket\r\nExpect: 100-continue\r\nX-Forwarded-Proto: https\r\n\
+              X-Keep: yes\r\n\r\n",
+        );
+        assert_eq!(
+            got,
+            "GET /a HTTP/1.1\r\nHost: h\r\nX-Keep: yes\r\nX-Forwarded-For: 10.0.0.9\r\n\
+             X-Forwarded-Proto: http\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn forwarded_for_is_appended() {
+        let got = rewrite_request(
+            b"GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nHost: h\r\nx-forwarded-for: 2.2.2.2\r\n\r\n",
+        );
+        assert!(
+            got.contains("X-Forwarded-For: 1.1.1.1, 2.2.2.2, 10.0.0.9\r\n"),
+            "{got}"
+        );
+        assert_eq!(got.matches("orwarded-For").count(), 1);
+    }
+
+    #[test]
+    fn upgrade_requests_keep_upgrade() {
+        let got = rewrite_request(
+            b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        );
+        assert!(got.contains("Upgrade: websocket\r\n"), "{got}");
+        assert!(got.ends_with("Connection: upgrade\r\n\r\n"), "{got}");
+    }
+
+    #[test]
+    fn framing_fields_survive_connection_options() {
+        let got = rewrite_request(
+            b"POST / HTTP/1.1\r\nHost: h\r\nConnection: content-length, host\r\nContent-Length: 2\r\n\r\nhi",
+        );
+        assert!(
+            got.contains("Content-Length: 2\r\n") && got.contains("Host: h\r\n"),
+            "{got}"
+        );
+    }
+
+    fn rewrite_response(raw: &[u8], edits: ResponseEdits<'_>) -> String {
+        let mut h = EMPTY_HEADERS;
+        let Ok(Parse::Complete(resp)) = parse_response(raw, &mut h, 4096) else {
+            panic!("bad test response")
+        };
+        let mut out = Vec::new();
+        response_head(&mut out, &resp, edits);
+        String::from_utf8(out).unwrap()
+    }
+
+    const EDITS: ResponseEdits<'static> = ResponseEdits {
+        backend: Some("b1:80"),
+        close: false,
+        client_version: Version::Http11,
+        dechunk: false,
+        switching: false,
+    };
+
+    #[test]
+    fn response_fields() {
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\n\
+                    X-Hop: 1\r\nTransfer-Encoding: chunked\r\nX-Backend-Server: spoof\r\n\r\n";
+        let got = rewrite_response(raw, EDITS);
+        assert_eq!(
+            got,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Backend-Server: b1:80\r\n\r\n"
+        );
+        let got = rewrite_response(
+            raw,
+            ResponseEdits {
+                dechunk: true,
+                close: true,
+                client_version: Version::Http10,
+                ..EDITS
+            },
+        );
+        assert_eq!(
+            got,
+            "HTTP/1.1 200 OK\r\nX-Backend-Server: b1:80\r\nConnection: close\r\n\r\n"
+        );
+        let got = rewrite_response(
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            ResponseEdits {
+                backend: None,
+                client_version: Version::Http10,
+                ..EDITS
+            },
+        );
+        assert_eq!(
+            got,
+            "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn switching_protocols_keeps_upgrade() {
+        let got = rewrite_response(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            ResponseEdits {
+                switching: true,
+                ..EDITS
+            },
+        );
+        assert_eq!(
+            got,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nX-Backend-Server: b1:80\r\n\
+             Connection: upgrade\r\n\r\n"
+        );
+    }
+}

@@ -1,0 +1,510 @@
+//! A client connection from accept to close: reading request heads, handing each request to an
+//! [`Exchange`], relaying bytes back, tunnelling after an upgrade, and closing politely.
+
+use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+
+use super::config::Config;
+use super::exchange::{Exchange, Meta, Resp};
+use super::upstream::Upstream;
+use super::{rewrite, Conn, Proxy};
+use crate::http::head::{self, Method, Parse, EMPTY_HEADERS};
+use crate::http::response::Canned;
+use crate::net::buffer::Buffer;
+use crate::net::io::{self, Io};
+use crate::timer::TimerId;
+
+/// Passes of one session's pump before it yields to the others; it is driven again after the
+/// current batch of events, so a fast client cannot starve the rest.
+const ROUNDS: usize = 16;
+
+/// How long a closing connection may take to read its last answer and hang up.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Bytes the proxy writes to the client itself: canned answers, `100 Continue`, rewritten
+/// response heads and de-chunked data. A `Vec` so that a head of any allowed size fits; what
+/// is put in is bounded by the callers (one head, or at most a buffer of data).
+#[derive(Debug, Default)]
+pub struct Outbox {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Outbox {
+    /// Bytes waiting.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// How many bytes are waiting.
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Nothing waiting.
+    pub fn is_empty(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+
+    /// Drops `n` written bytes.
+    pub fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.buf.len());
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+    }
+
+    /// The vector to append to.
+    pub fn vec(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+}
+
+/// What the session is doing.
+#[derive(Debug)]
+pub enum Phase {
+    /// Waiting for a request head; `started` once a byte of it arrived.
+    Head { started: bool },
+    /// A request is in flight.
+    Exchange(Box<Exchange>),
+    /// After `101 Switching Protocols`: raw bytes both ways.
+    Tunnel(Box<Upstream>),
+    /// Writing the last answer, then half-closing and waiting for the client to hang up.
+    Closing { shut: bool },
+}
+
+/// One client connection.
+#[derive(Debug)]
+pub struct Session {
+    /// The client's socket.
+    pub sock: TcpStream,
+    /// The client's address, for `X-Forwarded-For` and logs.
+    pub peer: SocketAddr,
+    /// Readable since the last `WouldBlock`.
+    pub readable: bool,
+    /// Writable since the last `WouldBlock`.
+    pub writable: bool,
+    /// The client shut its sending side.
+    pub eof: bool,
+    /// Bytes from the client: request heads, and request bodies on their way to a backend.
+    pub inbuf: Buffer,
+    /// Bytes the proxy itself sends to the client, before any passthrough bytes.
+    pub out: Outbox,
+    /// How far `find_head_end` has looked into `inbuf`.
+    pub scanned: usize,
+    /// The rewritten request head, kept until the response begins so a retry can resend it.
+    pub reqhead: Vec<u8>,
+    /// What it is doing.
+    pub phase: Phase,
+    /// Its one timer in the wheel.
+    pub timer: Option<TimerId>,
+    /// When the current wait ends; activity moves it later without touching the wheel.
+    pub deadline: Instant,
+    /// Requests answered on this connection.
+    pub served: u32,
+}
+
+/// The outcome of one piece of work on a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Bytes moved or the state changed: go round again.
+    Progress,
+    /// Nothing more to do until an event.
+    Idle,
+    /// Close the connection now.
+    Close,
+}
+
+impl Step {
+    /// The combined outcome of two pieces of work.
+    pub fn or(self, other: Step) -> Step {
+        match (self, other) {
+            (Step::Close, _) | (_, Step::Close) => Step::Close,
+            (Step::Progress, _) | (_, Step::Progress) => Step::Progress,
+            _ => Step::Idle,
+        }
+    }
+}
+
+/// Whether to keep the session after a drive.
+enum Flow {
+    Open,
+    Again,
+    Close,
+}
+
+impl Session {
+    /// A new client connection waiting for its first request head.
+    pub fn new(
+        sock: TcpStream,
+        peer: SocketAddr,
+        cfg: &Config,
+        timer: TimerId,
+        deadline: Instant,
+    ) -> Session {
+        Session {
+            sock,
+            peer,
+            readable: false,
+            writable: false,
+            eof: false,
+            inbuf: Buffer::with_capacity(cfg.max_head.max(cfg.buffer_size)),
+            out: Outbox::default(),
+            scanned: 0,
+            reqhead: Vec::new(),
+            phase: Phase::Head { started: false },
+            timer: Some(timer),
+            deadline,
+            served: 0,
+        }
+    }
+
+    /// The backend connection it holds, if any.
+    pub fn upstream_mut(&mut self) -> Option<&mut Upstream> {
+        match &mut self.phase {
+            Phase::Exchange(ex) => ex.up.as_mut(),
+            Phase::Tunnel(up) => Some(up),
+            _ => None,
+        }
+    }
+
+    /// Queues a canned answer and moves to closing.
+    pub fn answer(&mut self, canned: Canned) {
+        self.out.vec().extend_from_slice(canned.bytes());
+        self.phase = Phase::Closing { shut: false };
+    }
+}
+
+impl Proxy {
+    /// Does all the work a session can do now.
+    pub(super) fn drive(&mut self, key: usize) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Conn::Client(mut s) = std::mem::replace(slot, Conn::Busy) else {
+            return;
+        };
+        let flow = self.pump(key, &mut s);
+        match flow {
+            Flow::Open => self.conns[key] = Conn::Client(s),
+            Flow::Again => {
+                self.conns[key] = Conn::Client(s);
+                self.again.push(key);
+            }
+            Flow::Close => self.close_session(key, s),
+        }
+    }
+
+    fn pump(&mut self, key: usize, s: &mut Session) -> Flow {
+        let now = Instant::now();
+        for _ in 0..ROUNDS {
+            let read = read_client(s);
+            let work = match s.phase {
+                Phase::Head { .. } => self.on_head(key, s, now),
+                Phase::Exchange(_) => self.on_exchange(key, s, now),
+                Phase::Tunnel(_) => tunnel(s, now, self.cfg.idle_timeout),
+                Phase::Closing { .. } => closing(s),
+            };
+            match read.or(work).or(write_client(s)) {
+                Step::Close => return Flow::Close,
+                Step::Idle => return Flow::Open,
+                Step::Progress => {}
+            }
+        }
+        Flow::Again
+    }
+
+    /// Waits for, parses and dispatches one request head.
+    fn on_head(&mut self, key: usize, s: &mut Session, now: Instant) -> Step {
+        let Phase::Head { started } = &mut s.phase else {
+            return Step::Idle;
+        };
+        if s.inbuf.is_empty() {
+            return if s.eof { Step::Close } else { Step::Idle };
+        }
+        if !*started {
+            *started = true;
+            if s.served > 0 {
+                s.deadline = now + self.cfg.head_timeout;
+                self.arm(key, &mut s.timer, s.deadline);
+            }
+        }
+        let max_head = self.cfg.max_head;
+        let data = s.inbuf.data();
+        if head::find_head_end(data, s.scanned).is_none() {
+            s.scanned = data.len();
+            if data.len() >= max_head {
+                s.answer(Canned::HeaderFieldsTooLarge);
+                return Step::Progress;
+            }
+            return if s.eof { Step::Close } else { Step::Idle };
+        }
+        let mut headers = EMPTY_HEADERS;
+        let req = match head::parse_request(data, &mut headers, max_head) {
+            Ok(Parse::Complete(req)) => req,
+            Ok(Parse::Partial) => {
+                s.scanned = data.len();
+                return Step::Idle;
+            }
+            Err(e) => {
+                log::debug!("{}: bad request: {e}", s.peer);
+                s.answer(Canned::for_status(e.status()).unwrap_or(Canned::BadRequest));
+                return Step::Progress;
+            }
+        };
+        if req.method == Method::Connect {
+            s.answer(Canned::MethodNotAllowed);
+            return Step::Progress;
+        }
+        s.reqhead.clear();
+        rewrite::request_head(&mut s.reqhead, &req, s.peer.ip());
+        let meta = Meta::of(&req);
+        let body = req.body;
+        let head_len = req.head_len;
+        s.inbuf.consume(head_len);
+        s.scanned = 0;
+        s.phase = Phase::Exchange(Box::new(Exchange::new(meta, body)));
+        self.attach(key, s, now, None)
+    }
+
+    /// Ends a request: the backend connection back to its pool or closed, the client
+    /// connection back to waiting for a head or closing.
+    pub(super) fn finish(&mut self, key: usize, s: &mut Session, now: Instant, close_client: bool) {
+        let phase = std::mem::replace(&mut s.phase, Phase::Head { started: false });
+        if let Phase::Exchange(ex) = phase {
+            let request_done = ex.body.is_done();
+            let reuse = matches!(ex.resp, Resp::Body { reuse: true, .. }) && request_done;
+            if let Some(up) = ex.up {
+                self.release(up, reuse);
+            }
+            if close_client || !request_done {
+                s.phase = Phase::Closing { shut: false };
+                s.deadline = now + LINGER;
+                self.arm(key, &mut s.timer, s.deadline);
+                return;
+            }
+        }
+        s.served += 1;
+        s.deadline = now + self.cfg.idle_timeout;
+        self.arm(key, &mut s.timer, s.deadline);
+    }
+
+    /// Parks a backend connection for reuse, or closes it.
+    pub(super) fn release(&mut self, mut up: Upstream, reuse: bool) {
+        let key = up.key;
+        let reusable = reuse && !up.eof && up.inbuf.is_empty();
+        if reusable && self.pools[up.backend].park(key, self.cfg.pool_size) {
+            up.reused = true;
+            self.conns[key] = Conn::Pooled(up);
+            return;
+        }
+        let _ = self.poll.registry().deregister(&mut up.sock);
+        self.conns.try_remove(key);
+    }
+
+    fn close_session(&mut self, key: usize, mut s: Box<Session>) {
+        if let Some(id) = s.timer.take() {
+            self.timers.cancel(id);
+        }
+        let _ = self.poll.registry().deregister(&mut s.sock);
+        match std::mem::replace(&mut s.phase, Phase::Closing { shut: true }) {
+            Phase::Exchange(ex) => {
+                if let Some(up) = ex.up {
+                    self.release(up, false);
+                }
+            }
+            Phase::Tunnel(up) => self.release(*up, false),
+            _ => {}
+        }
+        self.conns.try_remove(key);
+        self.clients = self.clients.saturating_sub(1);
+        self.resume_accept();
+    }
+
+    /// A session's deadline passed (or was moved later, then it waits on).
+    pub(super) fn on_deadline(&mut self, key: usize, id: TimerId, now: Instant) {
+        let Some(Conn::Client(s)) = self.conns.get_mut(key) else {
+            return;
+        };
+        if s.timer != Some(id) {
+            return;
+        }
+        if now < s.deadline {
+            let deadline = s.deadline;
+            self.timers.reschedule(id, deadline);
+            return;
+        }
+        s.timer = None;
+        let Conn::Client(mut s) = std::mem::replace(&mut self.conns[key], Conn::Busy) else {
+            return;
+        };
+        let keep = match &s.phase {
+            Phase::Head { started } => {
+                if *started || s.served == 0 {
+                    s.answer(Canned::RequestTimeout);
+                    s.deadline = now + LINGER;
+                    self.arm(key, &mut s.timer, s.deadline);
+                    true
+                } else {
+                    false
+                }
+            }
+            Phase::Exchange(_) => self.exchange_timeout(key, &mut s, now),
+            Phase::Tunnel(_) | Phase::Closing { .. } => false,
+        };
+        if keep {
+            self.conns[key] = Conn::Client(s);
+            self.drive(key);
+        } else {
+            self.close_session(key, s);
+        }
+    }
+}
+
+/// Reads from the client while it has bytes and there is room for them.
+fn read_client(s: &mut Session) -> Step {
+    if !s.readable || s.eof || s.inbuf.is_full() {
+        return Step::Idle;
+    }
+    match io::read(&mut s.sock, s.inbuf.space()) {
+        Io::Progress(n) => {
+            s.inbuf.commit(n);
+            if let Phase::Closing { shut: true } = s.phase {
+                s.inbuf.clear(); // lingering: what the client still sends is dropped
+            }
+            Step::Progress
+        }
+        Io::WouldBlock => {
+            s.readable = false;
+            Step::Idle
+        }
+        Io::Closed => {
+            s.eof = true;
+            Step::Progress
+        }
+        Io::Failed(_) => Step::Close,
+    }
+}
+
+/// Writes what the proxy has for the client, then body bytes passing through from a backend.
+fn write_client(s: &mut Session) -> Step {
+    let mut step = Step::Idle;
+    while s.writable {
+        let (bytes, from_out): (&[u8], bool) = if !s.out.is_empty() {
+            (s.out.data(), true)
+        } else {
+            match &s.phase {
+                Phase::Exchange(ex) => match (&ex.resp, &ex.up) {
+                    (Resp::Body { framed, .. }, Some(up)) if *framed > 0 => {
+                        (&up.inbuf.data()[..*framed], false)
+                    }
+                    _ => break,
+                },
+                Phase::Tunnel(up) if !up.inbuf.is_empty() => (up.inbuf.data(), false),
+                _ => break,
+            }
+        };
+        match io::write(&mut s.sock, bytes) {
+            Io::Progress(n) => {
+                step = Step::Progress;
+                if from_out {
+                    s.out.consume(n);
+                } else {
+                    passed_through(s, n);
+                }
+            }
+            Io::WouldBlock => s.writable = false,
+            Io::Closed | Io::Failed(_) => return Step::Close,
+        }
+    }
+    step
+}
+
+/// `n` bytes of the backend's buffer reached the client.
+fn passed_through(s: &mut Session, n: usize) {
+    match &mut s.phase {
+        Phase::Exchange(ex) => {
+            if let (Resp::Body { framed, .. }, Some(up)) = (&mut ex.resp, &mut ex.up) {
+                *framed -= n;
+                up.inbuf.consume(n);
+            }
+        }
+        Phase::Tunnel(up) => up.inbuf.consume(n),
+        _ => {}
+    }
+}
+
+/// After a 101: bytes both ways until both sides have finished sending.
+fn tunnel(s: &mut Session, now: Instant, idle: Duration) -> Step {
+    let Phase::Tunnel(up) = &mut s.phase else {
+        return Step::Idle;
+    };
+    let mut step = Step::Idle;
+    while up.writable && !s.inbuf.is_empty() {
+        match io::write(&mut up.sock, s.inbuf.data()) {
+            Io::Progress(n) => {
+                s.inbuf.consume(n);
+                step = Step::Progress;
+            }
+            Io::WouldBlock => up.writable = false,
+            Io::Closed | Io::Failed(_) => return Step::Close,
+        }
+    }
+    if up.readable && !up.eof && !up.inbuf.is_full() {
+        match io::read(&mut up.sock, up.inbuf.space()) {
+            Io::Progress(n) => {
+                up.inbuf.commit(n);
+                step = Step::Progress;
+            }
+            Io::WouldBlock => up.readable = false,
+            Io::Closed => {
+                up.eof = true;
+                step = Step::Progress;
+            }
+            Io::Failed(_) => return Step::Close,
+        }
+    }
+    if step == Step::Progress {
+        s.deadline = now + idle;
+    }
+    // Half-close passes on: each side's end of sending becomes a shutdown of the other's write.
+    let client_done = s.eof && s.inbuf.is_empty();
+    let backend_done = up.eof && up.inbuf.is_empty();
+    if client_done {
+        let _ = up.sock.shutdown(Shutdown::Write);
+    }
+    if backend_done {
+        let _ = s.sock.shutdown(Shutdown::Write);
+    }
+    if client_done && backend_done {
+        return Step::Close;
+    }
+    step
+}
+
+/// Once the last answer is out, half-close and wait (bounded by the deadline) for the client
+/// to close, so unread request bytes do not turn the close into a reset that destroys the answer.
+fn closing(s: &mut Session) -> Step {
+    let Phase::Closing { shut } = &mut s.phase else {
+        return Step::Idle;
+    };
+    if !s.out.is_empty() {
+        return Step::Idle;
+    }
+    if !*shut {
+        *shut = true;
+        s.inbuf.clear();
+        if s.sock.shutdown(Shutdown::Write).is_err() {
+            return Step::Close;
+        }
+        return Step::Progress;
+    }
+    if s.eof {
+        Step::Close
+    } else {
+        Step::Idle
+    }
+}

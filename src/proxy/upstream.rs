@@ -1,0 +1,125 @@
+//! Connections to backends: a non-blocking connect, the check that it finished, and the pool
+//! of idle keep-alive connections each backend keeps for reuse.
+
+use std::io;
+use std::net::SocketAddr;
+
+use mio::net::TcpStream;
+
+use crate::net::buffer::Buffer;
+
+/// Where a backend connection stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// The handshake is in progress.
+    Connecting,
+    /// Connected and usable.
+    Open,
+}
+
+/// One connection to a backend.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The socket, registered under this connection's own slab key.
+    pub sock: TcpStream,
+    /// The slab key its token is made from.
+    pub key: usize,
+    /// Index of the backend in the config.
+    pub backend: usize,
+    /// Connecting or open.
+    pub link: Link,
+    /// Came from the pool: it may have been closed by the backend while idle, so a failure
+    /// before any response byte is retried rather than reported.
+    pub reused: bool,
+    /// Readable since the last `WouldBlock`.
+    pub readable: bool,
+    /// Writable since the last `WouldBlock`.
+    pub writable: bool,
+    /// The backend closed its side.
+    pub eof: bool,
+    /// Bytes read from the backend: a response head, then body bytes waiting for the client.
+    pub inbuf: Buffer,
+}
+
+/// Starts a non-blocking connect. An error here (no route, no ports) fails this backend at
+/// once; a refused or slow connect shows up later as an event or a timeout.
+pub fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let sock = TcpStream::connect(addr)?;
+    sock.set_nodelay(true)?;
+    Ok(sock)
+}
+
+/// After a writable event on a connecting socket, tells whether the handshake finished
+/// (`Ok(true)`), is still going (`Ok(false)`, a spurious wake-up), or failed. This is the check
+/// mio's `TcpStream::connect` documentation asks for.
+pub fn finish_connect(sock: &TcpStream) -> io::Result<bool> {
+    if let Some(e) = sock.take_error()? {
+        return Err(e);
+    }
+    match sock.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc_einprogress()) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// EINPROGRESS on Linux; named so the check above reads as the documentation says.
+fn libc_einprogress() -> i32 {
+    115
+}
+
+/// The idle connections of one backend, most recently used last, so the freshest is reused
+/// first and the stalest are the ones the backend closes.
+#[derive(Debug, Default)]
+pub struct Pool {
+    idle: Vec<usize>,
+}
+
+impl Pool {
+    /// Takes the most recently parked connection.
+    pub fn take(&mut self) -> Option<usize> {
+        self.idle.pop()
+    }
+
+    /// Parks a connection, unless `cap` are parked already (the caller closes it then).
+    pub fn park(&mut self, key: usize, cap: usize) -> bool {
+        if self.idle.len() >= cap {
+            return false;
+        }
+        self.idle.push(key);
+        true
+    }
+
+    /// Forgets a connection that closed while parked.
+    pub fn remove(&mut self, key: usize) {
+        self.idle.retain(|&k| k != key);
+    }
+
+    /// How many are parked.
+    pub fn len(&self) -> usize {
+        self.idle.len()
+    }
+
+    /// None are parked.
+    pub fn is_empty(&self) -> bool {
+        self.idle.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_is_bounded_and_lifo() {
+        let mut p = Pool::default();
+        assert!(p.park(1, 2));
+        assert!(p.park(2, 2));
+        assert!(!p.park(3, 2));
+        p.remove(1);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p.take(), Some(2));
+        assert_eq!(p.take(), None);
+    }
+}
