@@ -1,0 +1,577 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: rr-proxy against nginx and HAProxy in front of the same rr-echo
+# backends, plus a direct run against one backend as the ceiling.
+#
+# Usage: scripts/bench.sh [all|echo] [--quick] [--rounds N] [--duration S] [--scenarios LIST]
+#
+#   all          (default) scenarios a-f and the echo comparison
+#   echo         only the echo comparison: rr-echo vs nginx `return 200`, GET /healthz, wrk -t1 -c50
+#   --quick      1 round of 3 s per run, no warm-up (the whole default run in under two minutes)
+#   --rounds N   rounds per scenario (default 3); each round runs every target once, and the
+#                order alternates (A B C D, then D C B A, ...) so drift does not favour one target
+#   --duration S seconds per wrk run (default 5)
+#   --scenarios  comma-separated subset of a,b,c,d,e,f,echo
+#
+# Scenarios (wrk -t1; the proxy under test on core 0, wrk and the backends on core 1):
+#   a  GET /healthz, 50 connections          d  GET /healthz with `Connection: close`, 50 conns
+#   b  GET /healthz, 200 connections         e  1 KiB JSON POST, echoed back, 50 connections
+#   c  64 KiB JSON POST, echoed back, 50     f  L4: rr-proxy --mode tcp vs HAProxy mode tcp
+#
+# Per run it records req/s, p50/p99 latency, errors (non-2xx plus socket errors), the proxy's CPU
+# time per request (utime+stime from /proc/PID/stat before and after, over every process of the
+# target: nginx master plus worker) and its peak RSS during the run (VmHWM, reset before each
+# run). It prints per scenario the median per target and the ratios rr-proxy ÷ best peer and
+# rr-proxy ÷ direct. Results are kept in run/bench/<timestamp>/.
+#
+# Needs wrk, nginx, haproxy and python3; installs missing ones with apt-get. Everything it starts
+# is stopped on exit. If rr-proxy is not built yet (its --help fails), the rr-proxy targets are
+# skipped with a note and the rest still runs.
+#
+# Environment: PROXY_CPU (default 0) and LOAD_CPU (default 1) choose the cores; RR_BIN_DIR uses
+# the rr-proxy and rr-echo binaries in that directory and skips `cargo build --release`.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+export PATH="$PATH:/usr/sbin:/sbin"
+
+# ---------------------------------------------------------------------------------------------
+# Fixed layout. Ports are away from start-all.sh's 8080-8083 so both can run at once.
+
+readonly BACKEND_PORTS=(18081 18082 18083)
+readonly PORT_RR_PROXY=18080
+readonly PORT_RR_PROXY_TCP=18088
+readonly PORT_NGINX=18090
+readonly PORT_HAPROXY=18091
+readonly PORT_HAPROXY_TCP=18092
+readonly PORT_NGINX_STATIC=18093
+# The rr-echo under test in the echo comparison: its own instance, on the proxy core.
+readonly PORT_ECHO_SUBJECT=18084
+# RR_BIN_DIR benchmarks prebuilt binaries (say, an older build kept aside) instead of building.
+readonly BIN=${RR_BIN_DIR:-target/release}
+readonly REPORT=scripts/bench_report.py
+# How long a started process may take to accept connections.
+readonly READY_SECS=10
+
+usage() {
+    sed -n '/^# Usage:/,/^# Environment:/{s/^# \{0,1\}//;p}' "$0"
+    exit "${1:-0}"
+}
+
+die() {
+    echo "bench: $*" >&2
+    exit 1
+}
+
+mode=all
+quick=0
+rounds=
+duration=
+only=
+while [ $# -gt 0 ]; do
+    case $1 in
+    all | echo) mode=$1 ;;
+    --quick) quick=1 ;;
+    --rounds) rounds=${2:?--rounds needs a value}; shift ;;
+    --rounds=*) rounds=${1#*=} ;;
+    --duration) duration=${2:?--duration needs a value}; shift ;;
+    --duration=*) duration=${1#*=} ;;
+    --scenarios) only=${2:?--scenarios needs a value}; shift ;;
+    --scenarios=*) only=${1#*=} ;;
+    -h | --help) usage 0 ;;
+    *) echo "bench: unknown argument '$1'" >&2; usage 2 ;;
+    esac
+    shift
+done
+if [ "$quick" = 1 ]; then
+    ROUNDS=${rounds:-1} DURATION=${duration:-3} WARMUP=0
+else
+    ROUNDS=${rounds:-3} DURATION=${duration:-5} WARMUP=1
+fi
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer"
+[[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "--duration must be a positive number of seconds"
+if [ "$mode" = echo ]; then
+    only=${only:-echo}
+fi
+only=${only:-a,b,c,d,e,f,echo}
+
+wanted() { [[ ",$only," == *",$1,"* ]]; }
+
+# ---------------------------------------------------------------------------------------------
+# Tools
+
+ensure_tools() {
+    local need=() sudo=
+    command -v wrk >/dev/null || need+=(wrk)
+    command -v nginx >/dev/null || need+=(nginx)
+    if [ "$mode" = all ] && ! command -v haproxy >/dev/null; then need+=(haproxy); fi
+    command -v python3 >/dev/null || need+=(python3)
+    command -v taskset >/dev/null || need+=(util-linux)
+    [ "${#need[@]}" -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || die "missing ${need[*]} and not root; install them first"
+        sudo=sudo
+    fi
+    echo "bench: installing ${need[*]}"
+    $sudo apt-get update
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${need[@]}"
+}
+
+# ready_bin BIN: true if BIN runs and its --help succeeds (placeholders print "not yet", exit 1).
+ready_bin() {
+    local out
+    [ -x "$1" ] || return 1
+    out=$("$1" --help 2>&1 </dev/null) || return 1
+    ! grep -qi 'not yet' <<<"$out"
+}
+
+ensure_tools
+if [ -z "${RR_BIN_DIR:-}" ]; then
+    echo "bench: building release binaries"
+    cargo build --release
+fi
+ready_bin "$BIN/rr-echo" || die "$BIN/rr-echo --help failed; rr-echo is needed as the backend"
+have_proxy=0
+have_tcp=0
+if ready_bin "$BIN/rr-proxy"; then
+    have_proxy=1
+    if "$BIN/rr-proxy" --help 2>&1 | grep -q -- '--mode'; then have_tcp=1; fi
+else
+    echo "bench: note: $BIN/rr-proxy --help failed (not built yet?); skipping the rr-proxy targets"
+fi
+
+CLK_TCK=$(getconf CLK_TCK)
+PIN=1
+if [ "$(nproc)" -lt 2 ] || ! command -v taskset >/dev/null; then
+    echo "bench: note: fewer than 2 cores or no taskset; running unpinned, numbers are noisier"
+    PIN=0
+fi
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# rr-proxy logs through env_logger; keep per-request logging out of the measurement.
+export RUST_LOG="${RUST_LOG:-warn}"
+
+# pin CPU CMD...: runs CMD on core CPU (exec, so the pid is CMD's).
+pin() {
+    local cpu=$1
+    shift
+    if [ "$PIN" = 1 ]; then exec taskset -c "$cpu" "$@"; else exec "$@"; fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Processes. Every started pid is remembered and stopped on exit, whatever the exit path.
+
+WORK=$(mktemp -d /tmp/rr-bench.XXXXXX)
+chmod 755 "$WORK" # nginx workers run as nobody and must reach their temp dirs
+STAMP=$(date +%Y%m%d-%H%M%S)
+OUT="$ROOT/run/bench/$STAMP"
+mkdir -p "$OUT"
+RESULTS="$OUT/results.tsv"
+SCENARIOS="$OUT/scenarios.tsv"
+: >"$RESULTS"
+: >"$SCENARIOS"
+
+declare -A PID=()   # name -> pid of the process we started
+declare -A LOG=()   # name -> its log
+started=()
+
+cleanup() {
+    local rc=$? name pid i
+    trap - EXIT INT TERM
+    for name in "${started[@]}"; do kill -TERM "${PID[$name]}" 2>/dev/null || true; done
+    for name in "${started[@]}"; do
+        pid=${PID[$name]}
+        for ((i = 0; i < 50; i++)); do
+            alive "$pid" || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ "$rc" -ne 0 ]; then
+        cp "$WORK"/*.log "$OUT"/ 2>/dev/null || true
+        echo "bench: failed (exit $rc); logs kept in $OUT" >&2
+    fi
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# alive PID: true if PID exists and is not a zombie.
+alive() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [ "${stat:0:1}" != Z ]
+}
+
+port_answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# start NAME CPU PORT CMD...: starts CMD pinned to CPU, waits until PORT accepts connections.
+start() {
+    local name=$1 cpu=$2 port=$3 i
+    shift 3
+    port_answers "$port" && die "port $port is already in use; cannot start $name"
+    LOG[$name]="$WORK/$name.log"
+    (pin "$cpu" "$@") >"${LOG[$name]}" 2>&1 </dev/null &
+    PID[$name]=$!
+    started+=("$name")
+    for ((i = 0; i < READY_SECS * 10; i++)); do
+        if ! alive "${PID[$name]}"; then
+            tail -n 20 "${LOG[$name]}" | sed 's/^/    /' >&2
+            die "$name exited during startup"
+        fi
+        port_answers "$port" && return 0
+        sleep 0.1
+    done
+    die "$name did not accept connections on port $port within ${READY_SECS}s"
+}
+
+# children PID: the pids whose parent is PID.
+children() {
+    local f stat
+    for f in /proc/[0-9]*/stat; do
+        stat=$(cat "$f" 2>/dev/null) || continue
+        stat=${stat##*) }
+        read -r _ ppid _ <<<"$stat"
+        [ "$ppid" = "$1" ] && { f=${f#/proc/}; echo "${f%/stat}"; }
+    done
+    return 0
+}
+
+# http_ok PORT PATH: true if one GET answers 200.
+http_ok() {
+    local line fd
+    exec {fd}<>"/dev/tcp/127.0.0.1/$1" || return 1
+    printf 'GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n' "$2" >&"$fd"
+    IFS= read -r -t 3 line <&"$fd" || true
+    exec {fd}>&-
+    [[ "$line" == HTTP/1.?" 200"* ]]
+}
+
+# ---------------------------------------------------------------------------------------------
+# Configurations, all inside $WORK.
+
+backend_list=$(printf '127.0.0.1:%s,' "${BACKEND_PORTS[@]}")
+backend_list=${backend_list%,}
+
+write_nginx_conf() {
+    local p
+    mkdir -p "$WORK/nginx"
+    {
+        cat <<EOF
+worker_processes 1;
+daemon off;
+master_process on;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/client_body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    # The default of 1000 requests per client connection would add reconnects nobody else pays.
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    # Keep the 64 KiB request and response bodies in memory, never in temp files.
+    client_body_buffer_size 128k;
+    client_max_body_size 1m;
+    proxy_buffer_size 16k;
+    proxy_buffers 8 16k;
+    proxy_busy_buffers_size 32k;
+    proxy_max_temp_file_size 0;
+
+    upstream rr_echo {
+EOF
+        for p in "${BACKEND_PORTS[@]}"; do echo "        server 127.0.0.1:$p;"; done
+        cat <<EOF
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$PORT_NGINX backlog=4096;
+        location / {
+            proxy_pass http://rr_echo;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+    # The echo comparison: nginx answering by itself.
+    server {
+        listen 127.0.0.1:$PORT_NGINX_STATIC backlog=4096;
+        location / {
+            default_type text/plain;
+            return 200 "ok\n";
+        }
+    }
+}
+EOF
+    } >"$WORK/nginx.conf"
+}
+
+write_haproxy_conf() {
+    local p n
+    {
+        cat <<EOF
+global
+    nbthread 1
+    maxconn 4096
+    pidfile $WORK/haproxy.pid
+
+defaults
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 30s
+    timeout http-request 10s
+    maxconn 4096
+
+frontend http_in
+    mode http
+    bind 127.0.0.1:$PORT_HAPROXY
+    option http-keep-alive
+    default_backend rr_echo
+
+backend rr_echo
+    mode http
+    balance roundrobin
+    option http-keep-alive
+    http-reuse always
+    option httpchk GET /healthz
+EOF
+        n=0
+        for p in "${BACKEND_PORTS[@]}"; do
+            n=$((n + 1))
+            echo "    server echo-$n 127.0.0.1:$p check inter 2s"
+        done
+        cat <<EOF
+
+listen tcp_in
+    mode tcp
+    bind 127.0.0.1:$PORT_HAPROXY_TCP
+    balance roundrobin
+EOF
+        n=0
+        for p in "${BACKEND_PORTS[@]}"; do
+            n=$((n + 1))
+            echo "    server echo-$n 127.0.0.1:$p check inter 2s"
+        done
+    } >"$WORK/haproxy.cfg"
+}
+
+write_lua() {
+    local name=$1 bytes=$2
+    python3 "$REPORT" body --bytes "$bytes" --out "$WORK/$name.json"
+    cat >"$WORK/$name.lua" <<EOF
+-- POST a ${bytes}-byte JSON document; rr-echo sends it back.
+local f = assert(io.open("$WORK/$name.json", "rb"))
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = f:read("*a")
+f:close()
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+# Measurement
+
+# cpu_ticks PID...: utime+stime summed over the pids, or "-" if one is gone.
+cpu_ticks() {
+    local pid stat total=0 f
+    for pid; do
+        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || { echo -; return; }
+        read -ra f <<<"${stat##*) }"
+        # After the comm field: f[0] is field 3 (state), so utime (14) is f[11], stime (15) f[12].
+        total=$((total + f[11] + f[12]))
+    done
+    echo "$total"
+}
+
+# rss_kb PID...: VmHWM summed over the pids, or "-".
+rss_kb() {
+    local pid kb total=0
+    for pid; do
+        kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || true
+        [ -n "$kb" ] || { echo -; return; }
+        total=$((total + kb))
+    done
+    echo "$total"
+}
+
+# reset_peak PID...: restarts the VmHWM count so it covers only the coming run.
+reset_peak() {
+    local pid
+    for pid; do echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true; done
+}
+
+# Targets: label -> "port pid pid ...". Set up once the processes run.
+declare -A TARGET=()
+
+# run_wrk OUTFILE CONNS PORT PATH EXTRA...: one wrk run on the load core.
+run_wrk() {
+    local out=$1 conns=$2 port=$3 path=$4 secs=$5
+    shift 5
+    (pin "$LOAD_CPU" wrk -t1 -c"$conns" -d"${secs}s" --latency "$@" \
+        "http://127.0.0.1:$port$path") >"$out" 2>&1 </dev/null || true
+}
+
+# scenario ID TITLE SUBJECT PEERS DIRECT CONNS PATH TARGETS -- WRK_EXTRA...
+# Runs every round of one scenario and prints its table.
+scenario() {
+    local id=$1 title=$2 subject=$3 peers=$4 direct=$5 conns=$6 path=$7
+    local -a targets=() extra=() order=()
+    shift 7
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do targets+=("$1"); shift; done
+    [ $# -gt 0 ] && shift
+    extra=("$@")
+    printf '%s\t%s\t%s\t%s\t%s\n' "$id" "$title" "$subject" "$peers" "$direct" >>"$SCENARIOS"
+    echo
+    echo "bench: ($id) $title"
+
+    local t spec port r i note before after rss out
+    local -a pids
+    for t in "${targets[@]}"; do
+        spec=${TARGET[$t]}
+        port=${spec%% *}
+        if ! http_ok "$port" /healthz; then
+            die "($id) $t on port $port does not answer GET /healthz with 200"
+        fi
+        if [ "$WARMUP" -gt 0 ]; then
+            run_wrk "$WORK/warmup.out" "$conns" "$port" "$path" "$WARMUP" "${extra[@]}"
+        fi
+    done
+
+    for ((r = 1; r <= ROUNDS; r++)); do
+        order=()
+        if ((r % 2 == 1)); then
+            order=("${targets[@]}")
+        else
+            for ((i = ${#targets[@]} - 1; i >= 0; i--)); do order+=("${targets[i]}"); done
+        fi
+        for t in "${order[@]}"; do
+            read -ra pids <<<"${TARGET[$t]}"
+            port=${pids[0]}
+            pids=("${pids[@]:1}")
+            out="$WORK/$id-$t-$r.out"
+            note=
+            reset_peak "${pids[@]}"
+            before=$(cpu_ticks "${pids[@]}")
+            run_wrk "$out" "$conns" "$port" "$path" "$DURATION" "${extra[@]}"
+            after=$(cpu_ticks "${pids[@]}")
+            rss=$(rss_kb "${pids[@]}")
+            local -a cpu_args=()
+            if [ "${#pids[@]}" -gt 0 ] && [ "$before" != - ] && [ "$after" != - ]; then
+                cpu_args=(--cpu-ticks "$((after - before))" --clk-tck "$CLK_TCK")
+            fi
+            [ "${#pids[@]}" -gt 0 ] && [ "$rss" != - ] && cpu_args+=(--rss-kb "$rss")
+            for pid in "${pids[@]}"; do alive "$pid" || note="process $pid died"; done
+            python3 "$REPORT" row --scenario "$id" --target "$t" --round "$r" --wrk "$out" \
+                ${note:+--note "$note"} "${cpu_args[@]}" >>"$RESULTS"
+            [ -z "$note" ] || die "($id) $t: $note; see ${LOG[*]}"
+            sleep 0.3
+        done
+    done
+    python3 "$REPORT" table --results "$RESULTS" --scenarios "$SCENARIOS" --only "$id"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Start everything the chosen scenarios need.
+
+need_backends=0 need_haproxy=0
+for s in a b c d e f; do wanted "$s" && need_backends=1 need_haproxy=1; done
+[ "$mode" = echo ] && need_haproxy=0
+
+write_nginx_conf
+nginx -t -q -e "$WORK/nginx-error.log" -p "$WORK/nginx/" -c "$WORK/nginx.conf" ||
+    die "nginx rejected the generated config ($WORK/nginx.conf)"
+if [ "$need_haproxy" = 1 ]; then
+    write_haproxy_conf
+    haproxy -c -q -f "$WORK/haproxy.cfg" || die "haproxy rejected the generated config"
+fi
+write_lua post-64k 65536
+write_lua post-1k 1024
+
+echo "bench: starting processes (proxies on core $PROXY_CPU, wrk and backends on core $LOAD_CPU)"
+if [ "$need_backends" = 1 ]; then
+    n=0
+    for p in "${BACKEND_PORTS[@]}"; do
+        n=$((n + 1))
+        start "echo-$n" "$LOAD_CPU" "$p" "$BIN/rr-echo" --port "$p" --name "echo-$n"
+    done
+    TARGET[direct]="${BACKEND_PORTS[0]}"
+fi
+if wanted echo; then
+    start rr-echo "$PROXY_CPU" "$PORT_ECHO_SUBJECT" \
+        "$BIN/rr-echo" --port "$PORT_ECHO_SUBJECT" --name echo-subject
+fi
+start nginx "$PROXY_CPU" "$PORT_NGINX" \
+    nginx -e "$WORK/nginx-error.log" -p "$WORK/nginx/" -c "$WORK/nginx.conf"
+# The master binds before it forks the worker, so the port can answer before the worker exists.
+nginx_workers=
+for ((i = 0; i < READY_SECS * 10; i++)); do
+    nginx_workers=$(children "${PID[nginx]}" | tr '\n' ' ')
+    [ -n "$nginx_workers" ] && break
+    sleep 0.1
+done
+[ -n "$nginx_workers" ] || die "nginx started no worker; see $WORK/nginx-error.log"
+nginx_pids="${PID[nginx]} $nginx_workers"
+if [ "$need_haproxy" = 1 ]; then
+    start haproxy "$PROXY_CPU" "$PORT_HAPROXY" haproxy -db -f "$WORK/haproxy.cfg"
+fi
+if [ "$need_backends" = 1 ] && [ "$have_proxy" = 1 ]; then
+    start rr-proxy "$PROXY_CPU" "$PORT_RR_PROXY" \
+        "$BIN/rr-proxy" --listen "127.0.0.1:$PORT_RR_PROXY" --backends "$backend_list"
+    TARGET[rr-proxy]="$PORT_RR_PROXY ${PID[rr-proxy]}"
+fi
+if wanted f && [ "$have_tcp" = 1 ]; then
+    start rr-proxy-tcp "$PROXY_CPU" "$PORT_RR_PROXY_TCP" "$BIN/rr-proxy" --mode tcp \
+        --listen "127.0.0.1:$PORT_RR_PROXY_TCP" --backends "$backend_list"
+fi
+TARGET[nginx]="$PORT_NGINX $nginx_pids"
+[ "$need_haproxy" = 1 ] && TARGET[haproxy]="$PORT_HAPROXY ${PID[haproxy]}"
+# Give HAProxy's first health checks time to pass before any traffic.
+[ "$need_haproxy" = 1 ] && sleep 1
+
+http_targets=(nginx haproxy direct)
+[ "$have_proxy" = 1 ] && http_targets=(rr-proxy "${http_targets[@]}")
+peers=nginx,haproxy
+echo "bench: $ROUNDS round(s) of ${DURATION}s per target and scenario; results in $OUT"
+
+wanted a && scenario a "GET /healthz, 50 connections" rr-proxy "$peers" direct 50 /healthz \
+    "${http_targets[@]}"
+wanted b && scenario b "GET /healthz, 200 connections" rr-proxy "$peers" direct 200 /healthz \
+    "${http_targets[@]}"
+wanted c && scenario c "64 KiB JSON POST echoed back (64 KiB each way), 50 connections" \
+    rr-proxy "$peers" direct 50 / "${http_targets[@]}" -- -s "$WORK/post-64k.lua"
+wanted d && scenario d "GET /healthz with Connection: close, 50 connections" \
+    rr-proxy "$peers" direct 50 /healthz "${http_targets[@]}" -- -H 'Connection: close'
+wanted e && scenario e "1 KiB JSON POST echoed back, 50 connections" \
+    rr-proxy "$peers" direct 50 / "${http_targets[@]}" -- -s "$WORK/post-1k.lua"
+if wanted f; then
+    if [ "$have_tcp" = 1 ]; then
+        # Same labels as the HTTP scenarios so the table reads alike; other ports and processes.
+        TARGET[rr-proxy]="$PORT_RR_PROXY_TCP ${PID[rr-proxy-tcp]}"
+        TARGET[haproxy]="$PORT_HAPROXY_TCP ${PID[haproxy]}"
+        scenario f "L4 (TCP mode): GET /healthz through a byte relay, 50 connections" \
+            rr-proxy haproxy direct 50 /healthz rr-proxy haproxy direct
+    else
+        echo
+        echo "bench: (f) skipped: rr-proxy --help does not mention --mode (no TCP mode yet)"
+    fi
+fi
+if wanted echo; then
+    TARGET[rr-echo]="$PORT_ECHO_SUBJECT ${PID[rr-echo]}"
+    TARGET[nginx]="$PORT_NGINX_STATIC $nginx_pids"
+    scenario echo "rr-echo vs nginx 'return 200', GET /healthz, wrk -t1 -c50" \
+        rr-echo nginx - 50 /healthz rr-echo nginx
+fi
+
+python3 "$REPORT" table --results "$RESULTS" --scenarios "$SCENARIOS" >"$OUT/report.txt"
+python3 "$REPORT" table --results "$RESULTS" --scenarios "$SCENARIOS" --summary-only
+echo
+echo "bench: all tables in $OUT/report.txt"
