@@ -1,4 +1,56 @@
-fn main() {
-    eprintln!("rr-echo: not yet");
-    std::process::exit(1);
+//! rr-echo: flags → validated config → bind → one `listening on ADDR` line → serve.
+//! Exit codes: 0 after `--help`, 2 for a bad command line, 1 when it cannot listen or serve.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::ExitCode;
+
+use rr_proxy::echo::{self, Command};
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let config = match echo::parse_args(std::env::args().skip(1)) {
+        Ok(Command::Run(config)) => config,
+        Ok(Command::Help) => {
+            print!("{}", echo::HELP);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("rr-echo: {e}\nTry 'rr-echo --help'.");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match TcpListener::bind((config.host, config.port)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "rr-echo: cannot listen on {}:{}: {e}",
+                config.host, config.port
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("rr-echo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Tests and scripts read this line to learn the port; flush so they are not kept waiting.
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "listening on {addr}")
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        return ExitCode::FAILURE;
+    }
+    drop(out);
+    match echo::run(listener, config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("rr-echo stopped: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
