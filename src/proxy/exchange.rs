@@ -32,12 +32,18 @@ pub struct Meta {
     pub expect_continue: bool,
     /// The client asked to switch protocols.
     pub upgrade: bool,
+    /// The request has no `Host` (HTTP/1.0): the backend's name is sent instead.
+    pub needs_host: bool,
+    /// Length of the rewritten head before its per-backend ending.
+    pub head_base: usize,
 }
 
 impl Meta {
-    /// Takes what matters from a parsed request.
-    pub fn of(req: &Request<'_, '_>) -> Meta {
+    /// Takes what matters from a parsed request whose rewritten head is `head_base` long.
+    pub fn of(req: &Request<'_, '_>, head_base: usize) -> Meta {
         Meta {
+            needs_host: req.fields.hosts == 0,
+            head_base,
             method: req.method,
             version: req.version,
             keep_alive: req.keep_alive(),
@@ -145,7 +151,7 @@ impl Proxy {
         let limit = MAX_ATTEMPTS.min(self.cfg.backends.len() as u32);
         let mut same = same;
         loop {
-            let Some(ex) = exchange(s) else {
+            let Phase::Exchange(ex) = &mut s.phase else {
                 return Step::Close;
             };
             let backend = match same.take() {
@@ -165,6 +171,7 @@ impl Proxy {
                     ex.tried |= bit(b);
                     ex.attempts += 1;
                     if let Some(up) = self.take_pooled(b, key) {
+                        self.end_head(&mut s.reqhead, &ex.meta, b);
                         ex.up = Some(up);
                         s.deadline = now + self.cfg.backend_timeout;
                         self.arm(key, &mut s.timer, s.deadline);
@@ -174,12 +181,20 @@ impl Proxy {
                 }
             };
             if let Some(up) = self.connect(backend, key) {
+                self.end_head(&mut s.reqhead, &ex.meta, backend);
                 ex.up = Some(up);
                 s.deadline = now + self.cfg.connect_timeout;
                 self.arm(key, &mut s.timer, s.deadline);
                 return Step::Progress;
             }
         }
+    }
+
+    fn end_head(&self, reqhead: &mut Vec<u8>, meta: &Meta, backend: usize) {
+        let host = meta
+            .needs_host
+            .then(|| self.cfg.backends[backend].name.as_str());
+        rewrite::end_head(reqhead, meta.head_base, host);
     }
 
     fn take_pooled(&mut self, backend: usize, owner: usize) -> Option<Upstream> {
@@ -261,16 +276,21 @@ impl Proxy {
         let Some(up) = ex.up.as_mut() else {
             return Ok(Step::Idle);
         };
-        if up.link == Link::Open || !up.writable {
+        if up.link == Link::Open {
+            // The backend is there: a client waiting for `100 Continue` may send its body.
+            if ex.meta.expect_continue && !ex.continue_sent {
+                ex.continue_sent = true;
+                s.out.vec().extend_from_slice(CONTINUE);
+                return Ok(Step::Progress);
+            }
+            return Ok(Step::Idle);
+        }
+        if !up.writable {
             return Ok(Step::Idle);
         }
         match upstream::finish_connect(&up.sock) {
             Ok(true) => {
                 up.link = Link::Open;
-                if ex.meta.expect_continue && !ex.continue_sent {
-                    ex.continue_sent = true;
-                    s.out.vec().extend_from_slice(CONTINUE);
-                }
                 s.deadline = now + self.cfg.backend_timeout;
                 self.arm(key, &mut s.timer, s.deadline);
                 Ok(Step::Progress)

@@ -49,10 +49,10 @@ fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes the request head the backend sees: always HTTP/1.1 (the proxy keeps its backend
-/// connections alive whatever the client speaks), hop-by-hop fields removed, `Expect` removed
-/// (the proxy answers `100 Continue` itself), `X-Forwarded-For` extended with the client's
-/// address and `X-Forwarded-Proto` set.
+/// Writes the request head the backend sees, all but its blank last line (see [`end_head`]):
+/// always HTTP/1.1 (the proxy keeps its backend connections alive whatever the client speaks),
+/// hop-by-hop fields removed, `Expect` removed (the proxy answers `100 Continue` itself),
+/// `X-Forwarded-For` extended with the client's address and `X-Forwarded-Proto` set.
 pub fn request_head(out: &mut Vec<u8>, req: &Request<'_, '_>, client: IpAddr) {
     let upgrade = req.is_upgrade();
     out.extend_from_slice(req.method_str.as_bytes());
@@ -87,6 +87,16 @@ pub fn request_head(out: &mut Vec<u8>, req: &Request<'_, '_>, client: IpAddr) {
     let _ = write!(out, "{client}\r\nX-Forwarded-Proto: http\r\n");
     if upgrade {
         out.extend_from_slice(b"Connection: upgrade\r\n");
+    }
+}
+
+/// Ends a head written by [`request_head`] for one particular backend: an HTTP/1.0 request
+/// may come without `Host`, which HTTP/1.1 requires, so the backend's name stands in.
+/// `base` is the length [`request_head`] left, so a retry can end it again for another backend.
+pub fn end_head(out: &mut Vec<u8>, base: usize, host: Option<&str>) {
+    out.truncate(base);
+    if let Some(host) = host {
+        field(out, "Host", host.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -144,6 +154,8 @@ mod tests {
         };
         let mut out = Vec::new();
         request_head(&mut out, &req, "10.0.0.9".parse().unwrap());
+        let base = out.len();
+        end_head(&mut out, base, (req.fields.hosts == 0).then_some("b:1"));
         String::from_utf8(out).unwrap()
     }
 
@@ -159,6 +171,16 @@ mod tests {
             got,
             "GET /a HTTP/1.1\r\nHost: h\r\nX-Keep: yes\r\nX-Forwarded-For: 10.0.0.9\r\n\
              X-Forwarded-Proto: http\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn http10_without_host_gets_the_backend_name() {
+        let got = rewrite_request(b"GET / HTTP/1.0\r\n\r\n");
+        assert_eq!(
+            got,
+            "GET / HTTP/1.1\r\nX-Forwarded-For: 10.0.0.9\r\nX-Forwarded-Proto: http\r\n\
+             Host: b:1\r\n\r\n"
         );
     }
 

@@ -261,7 +261,7 @@ impl Proxy {
         }
         s.reqhead.clear();
         rewrite::request_head(&mut s.reqhead, &req, s.peer.ip());
-        let meta = Meta::of(&req);
+        let meta = Meta::of(&req, s.reqhead.len());
         let body = req.body;
         let head_len = req.head_len;
         s.inbuf.consume(head_len);

@@ -1,0 +1,558 @@
+//! rr-proxy end to end: the real binary between raw-socket clients and scripted backends.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rr_proxy::http::framing::BodyDecoder;
+use rr_proxy::http::head::{parse_response, Method, Parse, EMPTY_HEADERS};
+
+use crate::backend::{ok_response, Backend, Reply};
+
+/// A running rr-proxy; killed when dropped.
+struct Proxy {
+    addr: SocketAddr,
+    child: Child,
+}
+
+impl Proxy {
+    fn start(backends: &[SocketAddr], extra: &[&str]) -> Proxy {
+        let list: Vec<String> = backends.iter().map(|a| a.to_string()).collect();
+        let mut args = vec!["--listen", "127.0.0.1:0", "--backends"];
+        let joined = list.join(",");
+        args.push(&joined);
+        args.extend_from_slice(extra);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rr-proxy"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn rr-proxy");
+        let addr = read_listening_line(&mut child);
+        Proxy { addr, child }
+    }
+
+    fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).expect("connect to proxy");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    }
+
+    fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads the `listening on ADDR` line, byte by byte so nothing after it is lost.
+fn read_listening_line(child: &mut Child) -> SocketAddr {
+    let out = child.stdout.as_mut().expect("piped stdout");
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() < 200 && out.read(&mut byte).map(|n| n == 1).unwrap_or(false) {
+        if byte[0] == b'\n' {
+            break;
+        }
+        line.push(byte[0]);
+    }
+    let line = String::from_utf8_lossy(&line).into_owned();
+    line.strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no listening line, got {line:?}"))
+}
+
+/// One response as the client saw it.
+#[derive(Debug)]
+struct Got {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Got {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.split("\r\n").skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// Reads one whole response (the body by its framing, decoded) for a request of `method`.
+fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, method: Method) -> Got {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "no response in time");
+        let mut headers = EMPTY_HEADERS;
+        if let Ok(Parse::Complete(r)) = parse_response(buf, &mut headers, 1 << 20) {
+            let head_len = r.head_len;
+            let (status, kind) = (r.status, r.body(method).expect("framed response"));
+            let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
+            let mut dec = BodyDecoder::new(kind);
+            let mut body = Vec::new();
+            let mut at = head_len;
+            loop {
+                while at < buf.len() && !dec.is_done() {
+                    let step = dec.decode(&buf[at..]).expect("valid body");
+                    body.extend_from_slice(&buf[at..][step.data]);
+                    at += step.consumed;
+                }
+                if dec.is_done() {
+                    buf.drain(..at);
+                    return Got { status, head, body };
+                }
+                if fill(s, buf) == 0 {
+                    dec.finish_at_eof().expect("body complete at close");
+                    buf.drain(..at);
+                    return Got { status, head, body };
+                }
+            }
+        }
+        assert!(fill(s, buf) > 0, "closed before a response: {buf:?}");
+    }
+}
+
+fn fill(s: &mut TcpStream, buf: &mut Vec<u8>) -> usize {
+    let mut chunk = [0u8; 65536];
+    match s.read(&mut chunk) {
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            n
+        }
+        Err(_) => 0,
+    }
+}
+
+/// Sends one request on a new connection and reads the response.
+fn roundtrip(p: &Proxy, req: &[u8]) -> Got {
+    let mut s = p.connect();
+    s.write_all(req).unwrap();
+    let method = if req.starts_with(b"HEAD") {
+        Method::Head
+    } else {
+        Method::Get
+    };
+    read_response(&mut s, &mut Vec::new(), method)
+}
+
+/// Reads until the peer closes (bounded by the read timeout); true when it did close.
+fn closed(s: &mut TcpStream) -> bool {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+}
+
+const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+
+fn three() -> [Backend; 3] {
+    [Backend::ok("a"), Backend::ok("b"), Backend::ok("c")]
+}
+
+fn addrs(b: &[Backend]) -> Vec<SocketAddr> {
+    b.iter().map(|b| b.addr).collect()
+}
+
+#[test]
+fn strict_rotation_over_three_backends() {
+    let b = three();
+    let p = Proxy::start(&addrs(&b), &[]);
+    let got: String = (0..9)
+        .map(|_| String::from_utf8(roundtrip(&p, GET).body).unwrap())
+        .collect();
+    assert_eq!(got, "abcabcabc");
+}
+
+#[test]
+fn one_keep_alive_client_is_spread_over_every_backend() {
+    let b = three();
+    let p = Proxy::start(&addrs(&b), &[]);
+    let mut s = p.connect();
+    let mut buf = Vec::new();
+    let mut got = String::new();
+    for _ in 0..6 {
+        s.write_all(GET).unwrap();
+        let r = read_response(&mut s, &mut buf, Method::Get);
+        assert_eq!(r.header("connection"), None, "kept alive");
+        got.push_str(std::str::from_utf8(&r.body).unwrap());
+    }
+    assert_eq!(got, "abcabc");
+    assert_eq!(r_backend_names(&b), [2, 2, 2]);
+}
+
+fn r_backend_names(b: &[Backend]) -> Vec<usize> {
+    b.iter().map(|b| b.seen().len()).collect()
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let b = three();
+    let p = Proxy::start(&addrs(&b), &[]);
+    let mut s = p.connect();
+    let mut all = Vec::new();
+    for i in 0..6 {
+        all.extend_from_slice(format!("GET /{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+    }
+    s.write_all(&all).unwrap();
+    let mut buf = Vec::new();
+    let got: String = (0..6)
+        .map(|_| String::from_utf8(read_response(&mut s, &mut buf, Method::Get).body).unwrap())
+        .collect();
+    assert_eq!(got, "abcabc");
+    let paths: Vec<String> = b[0]
+        .seen()
+        .iter()
+        .map(|s| s.head[..6].to_string())
+        .collect();
+    assert_eq!(paths, ["GET /0", "GET /3"]);
+}
+
+#[test]
+fn chunked_passes_both_ways() {
+    let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n";
+    let b = Backend::start(move |_| Reply::Bytes(chunked.to_vec()));
+    let p = Proxy::start(&[b.addr], &[]);
+    let mut s = p.connect();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwiki\r\n5\r\npedia\r\n0\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), Method::Post);
+    assert_eq!(r.header("transfer-encoding").as_deref(), Some("chunked"));
+    assert_eq!(r.body, b"abcde");
+    let seen = b.seen();
+    assert_eq!(seen[0].body, b"wikipedia");
+    assert_eq!(
+        seen[0].header("transfer-encoding").as_deref(),
+        Some("chunked")
+    );
+}
+
+#[test]
+fn an_http10_client_never_gets_chunked() {
+    let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    let b = Backend::start(move |_| Reply::Bytes(chunked.to_vec()));
+    let p = Proxy::start(&[b.addr], &[]);
+    let mut s = p.connect();
+    s.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    assert!(
+        !raw.to_ascii_lowercase().contains("transfer-encoding"),
+        "{raw}"
+    );
+    assert!(raw.contains("Connection: close\r\n"), "{raw}");
+    assert!(raw.ends_with("\r\n\r\nabc"), "{raw}");
+    // The backend got an HTTP/1.1 request with a Host.
+    assert_eq!(b.seen()[0].header("host"), Some(b.addr.to_string()));
+}
+
+#[test]
+fn ten_mib_bodies_pass_byte_exact_both_ways() {
+    let size = 10 << 20;
+    let body: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+    let expected = body.clone();
+    let b = Backend::start(move |seen| {
+        let mut r = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            seen.body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(&seen.body);
+        Reply::Bytes(r)
+    });
+    let p = Proxy::start(&[b.addr], &[]);
+    let mut s = p.connect();
+    let mut writer = s.try_clone().unwrap();
+    let send = std::thread::spawn(move || {
+        writer
+            .write_all(
+                format!("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {size}\r\n\r\n").as_bytes(),
+            )
+            .unwrap();
+        writer.write_all(&body).unwrap();
+    });
+    let r = read_response(&mut s, &mut Vec::new(), Method::Post);
+    send.join().unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body == expected, "body differs");
+    assert!(b.seen()[0].body == expected);
+}
+
+#[test]
+fn head_204_and_304_carry_no_body() {
+    let b = Backend::start(|seen| {
+        let r: &[u8] = if seen.head.starts_with("HEAD") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n"
+        } else if seen.head.starts_with("GET /204") {
+            b"HTTP/1.1 204 No Content\r\n\r\n"
+        } else {
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n"
+        };
+        Reply::Bytes(r.to_vec())
+    });
+    let p = Proxy::start(&[b.addr], &[]);
+    let mut s = p.connect();
+    let mut buf = Vec::new();
+    for (req, m, status) in [
+        ("HEAD / HTTP/1.1\r\nHost: t\r\n\r\n", Method::Head, 200),
+        ("GET /204 HTTP/1.1\r\nHost: t\r\n\r\n", Method::Get, 204),
+        ("GET /304 HTTP/1.1\r\nHost: t\r\n\r\n", Method::Get, 304),
+    ] {
+        s.write_all(req.as_bytes()).unwrap();
+        let r = read_response(&mut s, &mut buf, m);
+        assert_eq!((r.status, r.body.len()), (status, 0));
+    }
+    assert!(buf.is_empty(), "no stray body bytes: {buf:?}");
+}
+
+#[test]
+fn expect_100_continue_is_answered_before_the_body() {
+    let b = Backend::start(|seen| Reply::Bytes(ok_response(&String::from_utf8_lossy(&seen.body))));
+    let p = Proxy::start(&[b.addr], &[]);
+    let mut s = p.connect();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let interim = read_response(&mut s, &mut buf, Method::Post);
+    assert_eq!(interim.status, 100);
+    s.write_all(b"hello").unwrap();
+    let r = read_response(&mut s, &mut buf, Method::Post);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
+    assert_eq!(b.seen()[0].header("expect"), None);
+}
+
+#[test]
+fn upgrade_switches_to_a_tunnel_only_after_101() {
+    let b = Backend::start(|_| {
+        Reply::Tunnel(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n"
+                .to_vec(),
+        )
+    });
+    let p = Proxy::start(&[b.addr], &[]);
+    let mut s = p.connect();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let r = read_response(&mut s, &mut buf, Method::Get);
+    assert_eq!(r.status, 101);
+    assert_eq!(r.header("upgrade").as_deref(), Some("echo"));
+    s.write_all(b"ping over the tunnel").unwrap();
+    let mut got = buf;
+    while got.len() < 20 {
+        assert!(fill(&mut s, &mut got) > 0, "tunnel closed early");
+    }
+    assert_eq!(got, b"ping over the tunnel");
+    let seen = b.seen();
+    assert_eq!(seen[0].header("upgrade").as_deref(), Some("echo"));
+    assert_eq!(seen[0].header("connection").as_deref(), Some("upgrade"));
+    // Half-close passes on: the backend sees EOF and closes, so the client sees EOF too.
+    s.shutdown(Shutdown::Write).unwrap();
+    assert!(closed(&mut s));
+}
+
+#[test]
+fn hop_by_hop_fields_are_removed_both_ways() {
+    let b = Backend::start(|_| {
+        Reply::Bytes(
+            b"HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=3\r\nContent-Length: 0\r\n\r\n"
+                .to_vec(),
+        )
+    });
+    let p = Proxy::start(&[b.addr], &[]);
+    let r = roundtrip(
+        &p,
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: keep-alive, X-Private\r\nX-Private: s\r\nKeep-Alive: 1\r\n\
+          TE: trailers\r\nProxy-Connection: x\r\nX-Forwarded-For: 9.9.9.9\r\n\r\n",
+    );
+    for h in ["x-hop", "keep-alive", "connection"] {
+        assert_eq!(r.header(h), None, "{h} in {}", r.head);
+    }
+    assert_eq!(r.header("x-backend-server"), Some(b.addr.to_string()));
+    let seen = &b.seen()[0];
+    for h in [
+        "x-private",
+        "keep-alive",
+        "te",
+        "proxy-connection",
+        "connection",
+    ] {
+        assert_eq!(seen.header(h), None, "{h} in {}", seen.head);
+    }
+    assert_eq!(
+        seen.header("x-forwarded-for").as_deref(),
+        Some("9.9.9.9, 127.0.0.1")
+    );
+    assert_eq!(seen.header("x-forwarded-proto").as_deref(), Some("http"));
+}
+
+#[test]
+fn ambiguous_framing_is_refused_and_never_forwarded() {
+    let b = Backend::ok("x");
+    let p = Proxy::start(&[b.addr], &[]);
+    let cases: &[&[u8]] = &[
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3, 3\r\n\r\nabc",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: +3\r\n\r\nabc",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\nabc",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer_Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nX: a\rTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\nX: a\x00b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    ];
+    for req in cases {
+        let mut s = p.connect();
+        s.write_all(req).unwrap();
+        let r = read_response(&mut s, &mut Vec::new(), Method::Post);
+        assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(req));
+        assert_eq!(r.header("connection").as_deref(), Some("close"));
+        assert!(closed(&mut s), "connection closed after 400");
+    }
+    // A bad chunk size is found after the head went out: the backend never sees a second
+    // request smuggled inside it, and the client gets 400.
+    let mut s = p.connect();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut s, &mut Vec::new(), Method::Post).status,
+        400
+    );
+    assert!(closed(&mut s));
+    assert!(b.seen().iter().all(|r| !r.head.contains("smuggled")));
+}
+
+#[test]
+fn oversize_heads_get_431_and_slow_heads_408() {
+    let b = Backend::ok("x");
+    let p = Proxy::start(&[b.addr], &["--max-head", "1K", "--head-timeout", "300ms"]);
+    let mut big = b"GET / HTTP/1.1\r\nHost: t\r\nX: ".to_vec();
+    big.resize(2000, b'a');
+    let mut s = p.connect();
+    s.write_all(&big).unwrap();
+    assert_eq!(
+        read_response(&mut s, &mut Vec::new(), Method::Get).status,
+        431
+    );
+    let mut s = p.connect();
+    s.write_all(b"GET / HTTP/1.1\r\nHo").unwrap();
+    assert_eq!(
+        read_response(&mut s, &mut Vec::new(), Method::Get).status,
+        408
+    );
+    assert!(closed(&mut s));
+    assert!(b.seen().is_empty());
+}
+
+#[test]
+fn a_dead_backend_is_skipped_and_all_dead_is_502_fast() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap(); // now closed
+    let b = Backend::ok("live");
+    let p = Proxy::start(&[b.addr, dead], &[]);
+    for _ in 0..6 {
+        let r = roundtrip(&p, GET);
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"live"[..]));
+    }
+    let p = Proxy::start(&[dead], &[]);
+    let started = Instant::now();
+    assert_eq!(roundtrip(&p, GET).status, 502);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn a_silent_backend_gets_504() {
+    let b = Backend::start(|_| Reply::Silence);
+    let p = Proxy::start(&[b.addr], &["--backend-timeout", "300ms"]);
+    let r = roundtrip(&p, GET);
+    assert_eq!(r.status, 504);
+}
+
+#[test]
+fn a_backend_dying_mid_body_closes_the_client() {
+    let b = Backend::start(|_| {
+        Reply::BytesThenClose(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b".to_vec())
+    });
+    let p = Proxy::start(&[b.addr], &[]);
+    let mut s = p.connect();
+    s.write_all(GET).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.ends_with("only ten b"),
+        "closed right after the bytes it had: {text}"
+    );
+}
+
+#[test]
+fn backends_closing_after_each_answer_cause_no_502() {
+    // The backend keeps nothing alive, without saying so: a pooled connection is always stale.
+    let b = Backend::start(|_| Reply::BytesThenClose(ok_response("x")));
+    let p = Proxy::start(&[b.addr], &[]);
+    let mut s = p.connect();
+    let mut buf = Vec::new();
+    for _ in 0..50 {
+        s.write_all(GET).unwrap();
+        assert_eq!(read_response(&mut s, &mut buf, Method::Get).status, 200);
+    }
+}
+
+#[test]
+fn descriptors_return_to_their_start_after_10000_connections() {
+    let b = Backend::ok("x");
+    // One pooled backend connection at most, so the count before and after can be compared.
+    let p = Proxy::start(&[b.addr], &["--pool-size", "1"]);
+    assert_eq!(roundtrip(&p, GET).status, 200); // warm the pool
+    let before = p.open_fds();
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let addr = p.addr;
+            std::thread::spawn(move || {
+                for i in 0..2500 {
+                    let mut s = TcpStream::connect(addr).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    if (w + i) % 3 == 0 {
+                        continue; // connect and vanish
+                    }
+                    s.write_all(GET).unwrap();
+                    assert_eq!(
+                        read_response(&mut s, &mut Vec::new(), Method::Get).status,
+                        200
+                    );
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.open_fds() > before && Instant::now() < deadline {
+        // Closes reach the proxy asynchronously; a request round trip orders us after them.
+        assert_eq!(roundtrip(&p, GET).status, 200);
+    }
+    assert!(p.open_fds() <= before, "{} > {before}", p.open_fds());
+}
