@@ -108,10 +108,10 @@ impl ChunkedDecoder {
 
     /// Consumes a prefix of `input`, stopping after one run of chunk data so the caller can use
     /// it, or when the body ends. Consumes at least one byte when `input` is non-empty and the
-    /// body is not done.
+    /// body is not done, and none once it is: what follows belongs to the next message.
     pub fn decode(&mut self, input: &[u8]) -> Result<Step, ChunkedError> {
         let mut i = 0;
-        while i < input.len() {
+        while i < input.len() && self.state != State::Done {
             if let State::Data { remaining } = self.state {
                 let avail = input.len() - i;
                 let take = usize::try_from(remaining).unwrap_or(usize::MAX).min(avail);
@@ -129,9 +129,6 @@ impl ChunkedDecoder {
             }
             self.state = self.next(input[i])?;
             i += 1;
-            if self.state == State::Done {
-                break;
-            }
         }
         Ok(Step {
             consumed: i,
@@ -371,6 +368,16 @@ mod tests {
             run(&trailers, 999).map(|_| ()),
             Err(ChunkedError::BadTrailer)
         );
+    }
+
+    #[test]
+    fn nothing_is_consumed_after_the_end() {
+        // Found by fuzzing: a finished decoder took one byte of the next message per call.
+        let mut d = ChunkedDecoder::new();
+        let s = d.decode(b"0\r\n\r\nG").unwrap();
+        assert_eq!((s.consumed, s.done), (5, true));
+        let s = d.decode(b"GET").unwrap();
+        assert_eq!((s.consumed, s.data, s.done), (0, 0..0, true));
     }
 
     #[test]
