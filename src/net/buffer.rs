@@ -88,6 +88,46 @@ impl Buffer {
     }
 }
 
+/// Storage for buffers of one size, kept when a connection closes and handed to the next one,
+/// so a stream of short connections neither allocates nor zeroes memory for each.
+#[derive(Debug)]
+pub struct BufferPool {
+    size: usize,
+    free: Vec<Box<[u8]>>,
+    /// Most buffers kept free; beyond it they go back to the allocator.
+    max_free: usize,
+}
+
+impl BufferPool {
+    /// A pool of buffers of `size` bytes keeping at most `max_free` unused.
+    pub fn new(size: usize, max_free: usize) -> BufferPool {
+        BufferPool {
+            size,
+            free: Vec::new(),
+            max_free,
+        }
+    }
+
+    /// An empty buffer, reused when one is free.
+    pub fn take(&mut self) -> Buffer {
+        match self.free.pop() {
+            Some(data) => Buffer {
+                data,
+                start: 0,
+                end: 0,
+            },
+            None => Buffer::with_capacity(self.size),
+        }
+    }
+
+    /// Takes a buffer back; its contents are forgotten.
+    pub fn give(&mut self, buf: Buffer) {
+        if self.free.len() < self.max_free && buf.data.len() == self.size {
+            self.free.push(buf.data);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +147,21 @@ mod tests {
         b.consume(100);
         assert!(b.is_empty());
         assert_eq!(b.space().len(), 8);
+    }
+
+    #[test]
+    fn pool_reuses_and_forgets_contents() {
+        let mut pool = BufferPool::new(16, 1);
+        let mut a = pool.take();
+        a.push(b"secret");
+        let ptr = a.data().as_ptr();
+        pool.give(a);
+        pool.give(Buffer::with_capacity(16)); // over max_free: dropped
+        pool.give(Buffer::with_capacity(8)); // wrong size: dropped
+        let b = pool.take();
+        assert!(b.is_empty());
+        assert_eq!(b.capacity(), 16);
+        assert_eq!(b.data.as_ptr(), ptr, "the same storage came back");
+        assert_eq!(pool.take().capacity(), 16);
     }
 }

@@ -12,7 +12,6 @@ use super::{rewrite, token, Conn, Proxy};
 use crate::http::framing::{BodyDecoder, BodyKind};
 use crate::http::head::{self, Method, Parse, Request, Version, EMPTY_HEADERS};
 use crate::http::response::{Canned, CONTINUE};
-use crate::net::buffer::Buffer;
 use crate::net::io::{self, Io};
 
 /// Most backends one request tries before it is answered with 502: bounded, so a long list of
@@ -238,7 +237,7 @@ impl Proxy {
             readable: false,
             writable: false,
             eof: false,
-            inbuf: Buffer::with_capacity(self.cfg.max_head.max(self.cfg.buffer_size)),
+            inbuf: self.bufs.take(),
         })
     }
 

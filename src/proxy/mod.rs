@@ -21,6 +21,7 @@ use mio::{Events, Interest, Poll};
 use slab::Slab;
 
 use crate::balancer::RoundRobin;
+use crate::net::buffer::BufferPool;
 use crate::timer::{TimerId, TimerWheel};
 pub use config::Config;
 use session::Session;
@@ -34,6 +35,8 @@ const TIMER_SLOTS: usize = 4096;
 /// How long accepting pauses when the process is out of file descriptors, so the loop does
 /// not spin on an accept that cannot succeed.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Free buffers kept for reuse (each `max(--max-head, --buffer-size)` bytes).
+const BUFFERS_KEPT: usize = 256;
 /// Events taken from the kernel per poll.
 const EVENTS_PER_POLL: usize = 1024;
 
@@ -74,6 +77,8 @@ pub struct Proxy {
     accept_paused: bool,
     /// Sessions that stopped for fairness with work left; driven again after this batch.
     again: Vec<usize>,
+    /// Buffer storage reused across connections.
+    bufs: BufferPool,
 }
 
 /// Runs the proxy on `listener` until an unrecoverable error.
@@ -98,10 +103,11 @@ impl Proxy {
             timers: TimerWheel::new(TIMER_TICK, TIMER_SLOTS, Instant::now()),
             rr: RoundRobin::new(n),
             pools: (0..n).map(|_| Pool::default()).collect(),
-            cfg,
             clients: 0,
             accept_paused: false,
             again: Vec::new(),
+            bufs: BufferPool::new(cfg.max_head.max(cfg.buffer_size), BUFFERS_KEPT),
+            cfg,
         })
     }
 
@@ -180,7 +186,7 @@ impl Proxy {
         let now = Instant::now();
         let deadline = now + self.cfg.head_timeout;
         let timer = self.timers.insert(deadline, Timer::Session(key));
-        let session = Session::new(sock, peer, &self.cfg, timer, deadline);
+        let session = Session::new(sock, peer, self.bufs.take(), timer, deadline);
         entry.insert(Conn::Client(Box::new(session)));
         self.clients += 1;
     }
@@ -231,6 +237,7 @@ impl Proxy {
         if let Some(Conn::Pooled(mut up)) = self.conns.try_remove(key) {
             self.pools[up.backend].remove(key);
             let _ = self.poll.registry().deregister(&mut up.sock);
+            self.bufs.give(up.inbuf);
         }
     }
 

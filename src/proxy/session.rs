@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
-use super::config::Config;
 use super::exchange::{Exchange, Meta, Resp};
 use super::upstream::Upstream;
 use super::{rewrite, Conn, Proxy};
@@ -141,7 +140,7 @@ impl Session {
     pub fn new(
         sock: TcpStream,
         peer: SocketAddr,
-        cfg: &Config,
+        inbuf: Buffer,
         timer: TimerId,
         deadline: Instant,
     ) -> Session {
@@ -151,7 +150,7 @@ impl Session {
             readable: false,
             writable: false,
             eof: false,
-            inbuf: Buffer::with_capacity(cfg.max_head.max(cfg.buffer_size)),
+            inbuf,
             out: Outbox::default(),
             scanned: 0,
             reqhead: Vec::new(),
@@ -303,6 +302,7 @@ impl Proxy {
         }
         let _ = self.poll.registry().deregister(&mut up.sock);
         self.conns.try_remove(key);
+        self.bufs.give(up.inbuf);
     }
 
     fn close_session(&mut self, key: usize, mut s: Box<Session>) {
@@ -320,6 +320,8 @@ impl Proxy {
             _ => {}
         }
         self.conns.try_remove(key);
+        let Session { inbuf, .. } = *s;
+        self.bufs.give(inbuf);
         self.clients = self.clients.saturating_sub(1);
         self.resume_accept();
     }
