@@ -1,159 +1,39 @@
 //! rr-proxy end to end: the real binary between raw-socket clients and scripted backends.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rr_proxy::http::framing::BodyDecoder;
-use rr_proxy::http::head::{parse_response, Method, Parse, EMPTY_HEADERS};
+use rr_proxy::http::head::Method;
 
 use crate::backend::{ok_response, Backend, Reply};
+use crate::util::{self, Client, Proc, Response};
 
-/// A running rr-proxy; killed when dropped.
-struct Proxy {
-    addr: SocketAddr,
-    child: Child,
+/// rr-proxy on a free port in front of `backends`, with `extra` flags.
+fn proxy(backends: &[SocketAddr], extra: &[&str]) -> Proc {
+    let list: Vec<String> = backends.iter().map(|a| a.to_string()).collect();
+    let joined = list.join(",");
+    let mut args = vec!["--listen", "127.0.0.1:0", "--backends", &joined];
+    args.extend_from_slice(extra);
+    Proc::spawn(util::PROXY, &args)
 }
 
-impl Proxy {
-    fn start(backends: &[SocketAddr], extra: &[&str]) -> Proxy {
-        let list: Vec<String> = backends.iter().map(|a| a.to_string()).collect();
-        let mut args = vec!["--listen", "127.0.0.1:0", "--backends"];
-        let joined = list.join(",");
-        args.push(&joined);
-        args.extend_from_slice(extra);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rr-proxy"))
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn rr-proxy");
-        let addr = read_listening_line(&mut child);
-        Proxy { addr, child }
-    }
-
-    fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(self.addr).expect("connect to proxy");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s
-    }
-
-    fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Reads the `listening on ADDR` line, byte by byte so nothing after it is lost.
-fn read_listening_line(child: &mut Child) -> SocketAddr {
-    let out = child.stdout.as_mut().expect("piped stdout");
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while line.len() < 200 && out.read(&mut byte).map(|n| n == 1).unwrap_or(false) {
-        if byte[0] == b'\n' {
-            break;
-        }
-        line.push(byte[0]);
-    }
-    let line = String::from_utf8_lossy(&line).into_owned();
-    line.strip_prefix("listening on ")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no listening line, got {line:?}"))
-}
-
-/// One response as the client saw it.
-#[derive(Debug)]
-struct Got {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Got {
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.split("\r\n").skip(1).find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-    }
-}
-
-/// Reads one whole response (the body by its framing, decoded) for a request of `method`.
-fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, method: Method) -> Got {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        assert!(Instant::now() < deadline, "no response in time");
-        let mut headers = EMPTY_HEADERS;
-        if let Ok(Parse::Complete(r)) = parse_response(buf, &mut headers, 1 << 20) {
-            let head_len = r.head_len;
-            let (status, kind) = (r.status, r.body(method).expect("framed response"));
-            let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
-            let mut dec = BodyDecoder::new(kind);
-            let mut body = Vec::new();
-            let mut at = head_len;
-            loop {
-                while at < buf.len() && !dec.is_done() {
-                    let step = dec.decode(&buf[at..]).expect("valid body");
-                    body.extend_from_slice(&buf[at..][step.data]);
-                    at += step.consumed;
-                }
-                if dec.is_done() {
-                    buf.drain(..at);
-                    return Got { status, head, body };
-                }
-                if fill(s, buf) == 0 {
-                    dec.finish_at_eof().expect("body complete at close");
-                    buf.drain(..at);
-                    return Got { status, head, body };
-                }
-            }
-        }
-        assert!(fill(s, buf) > 0, "closed before a response: {buf:?}");
-    }
-}
-
-fn fill(s: &mut TcpStream, buf: &mut Vec<u8>) -> usize {
-    let mut chunk = [0u8; 65536];
-    match s.read(&mut chunk) {
-        Ok(n) => {
-            buf.extend_from_slice(&chunk[..n]);
-            n
-        }
-        Err(_) => 0,
-    }
+fn open_fds(p: &Proc) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", p.id()))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// Sends one request on a new connection and reads the response.
-fn roundtrip(p: &Proxy, req: &[u8]) -> Got {
-    let mut s = p.connect();
-    s.write_all(req).unwrap();
-    let method = if req.starts_with(b"HEAD") {
-        Method::Head
-    } else {
-        Method::Get
-    };
-    read_response(&mut s, &mut Vec::new(), method)
+fn roundtrip(p: &Proc, req: &[u8]) -> Response {
+    p.client().request(req)
 }
 
-/// Reads until the peer closes (bounded by the read timeout); true when it did close.
-fn closed(s: &mut TcpStream) -> bool {
-    let mut chunk = [0u8; 4096];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
-        }
-    }
+/// Everything the server sends until it closes, raw.
+fn read_to_close(c: &Client) -> String {
+    let mut raw = Vec::new();
+    let _ = c.writer().read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw).into_owned()
 }
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
@@ -169,7 +49,7 @@ fn addrs(b: &[Backend]) -> Vec<SocketAddr> {
 #[test]
 fn strict_rotation_over_three_backends() {
     let b = three();
-    let p = Proxy::start(&addrs(&b), &[]);
+    let p = proxy(&addrs(&b), &[]);
     let got: String = (0..9)
         .map(|_| String::from_utf8(roundtrip(&p, GET).body).unwrap())
         .collect();
@@ -179,13 +59,12 @@ fn strict_rotation_over_three_backends() {
 #[test]
 fn one_keep_alive_client_is_spread_over_every_backend() {
     let b = three();
-    let p = Proxy::start(&addrs(&b), &[]);
-    let mut s = p.connect();
-    let mut buf = Vec::new();
+    let p = proxy(&addrs(&b), &[]);
+    let mut s = p.client();
     let mut got = String::new();
     for _ in 0..6 {
-        s.write_all(GET).unwrap();
-        let r = read_response(&mut s, &mut buf, Method::Get);
+        s.send(GET);
+        let r = s.read_response_to(Method::Get);
         assert_eq!(r.header("connection"), None, "kept alive");
         got.push_str(std::str::from_utf8(&r.body).unwrap());
     }
@@ -200,16 +79,15 @@ fn r_backend_names(b: &[Backend]) -> Vec<usize> {
 #[test]
 fn pipelined_requests_are_answered_in_order() {
     let b = three();
-    let p = Proxy::start(&addrs(&b), &[]);
-    let mut s = p.connect();
+    let p = proxy(&addrs(&b), &[]);
+    let mut s = p.client();
     let mut all = Vec::new();
     for i in 0..6 {
         all.extend_from_slice(format!("GET /{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
     }
-    s.write_all(&all).unwrap();
-    let mut buf = Vec::new();
+    s.send(&all);
     let got: String = (0..6)
-        .map(|_| String::from_utf8(read_response(&mut s, &mut buf, Method::Get).body).unwrap())
+        .map(|_| String::from_utf8(s.read_response_to(Method::Get).body).unwrap())
         .collect();
     assert_eq!(got, "abcabc");
     let paths: Vec<String> = b[0]
@@ -224,12 +102,11 @@ fn pipelined_requests_are_answered_in_order() {
 fn chunked_passes_both_ways() {
     let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n";
     let b = Backend::start(move |_| Reply::Bytes(chunked.to_vec()));
-    let p = Proxy::start(&[b.addr], &[]);
-    let mut s = p.connect();
-    s.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwiki\r\n5\r\npedia\r\n0\r\n\r\n")
-        .unwrap();
-    let r = read_response(&mut s, &mut Vec::new(), Method::Post);
-    assert_eq!(r.header("transfer-encoding").as_deref(), Some("chunked"));
+    let p = proxy(&[b.addr], &[]);
+    let mut s = p.client();
+    s.send(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwiki\r\n5\r\npedia\r\n0\r\n\r\n");
+    let r = s.read_response_to(Method::Post);
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
     assert_eq!(r.body, b"abcde");
     let seen = b.seen();
     assert_eq!(seen[0].body, b"wikipedia");
@@ -243,13 +120,10 @@ fn chunked_passes_both_ways() {
 fn an_http10_client_never_gets_chunked() {
     let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
     let b = Backend::start(move |_| Reply::Bytes(chunked.to_vec()));
-    let p = Proxy::start(&[b.addr], &[]);
-    let mut s = p.connect();
-    s.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-        .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let raw = String::from_utf8(raw).unwrap();
+    let p = proxy(&[b.addr], &[]);
+    let mut s = p.client();
+    s.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let raw = read_to_close(&s);
     assert!(
         !raw.to_ascii_lowercase().contains("transfer-encoding"),
         "{raw}"
@@ -274,9 +148,9 @@ fn ten_mib_bodies_pass_byte_exact_both_ways() {
         r.extend_from_slice(&seen.body);
         Reply::Bytes(r)
     });
-    let p = Proxy::start(&[b.addr], &[]);
-    let mut s = p.connect();
-    let mut writer = s.try_clone().unwrap();
+    let p = proxy(&[b.addr], &[]);
+    let mut s = p.client();
+    let mut writer = s.writer();
     let send = std::thread::spawn(move || {
         writer
             .write_all(
@@ -285,7 +159,7 @@ fn ten_mib_bodies_pass_byte_exact_both_ways() {
             .unwrap();
         writer.write_all(&body).unwrap();
     });
-    let r = read_response(&mut s, &mut Vec::new(), Method::Post);
+    let r = s.read_response_to(Method::Post);
     send.join().unwrap();
     assert_eq!(r.status, 200);
     assert!(r.body == expected, "body differs");
@@ -304,33 +178,30 @@ fn head_204_and_304_carry_no_body() {
         };
         Reply::Bytes(r.to_vec())
     });
-    let p = Proxy::start(&[b.addr], &[]);
-    let mut s = p.connect();
-    let mut buf = Vec::new();
+    let p = proxy(&[b.addr], &[]);
+    let mut s = p.client();
     for (req, m, status) in [
         ("HEAD / HTTP/1.1\r\nHost: t\r\n\r\n", Method::Head, 200),
         ("GET /204 HTTP/1.1\r\nHost: t\r\n\r\n", Method::Get, 204),
         ("GET /304 HTTP/1.1\r\nHost: t\r\n\r\n", Method::Get, 304),
     ] {
-        s.write_all(req.as_bytes()).unwrap();
-        let r = read_response(&mut s, &mut buf, m);
+        s.send(req.as_bytes());
+        let r = s.read_response_to(m);
         assert_eq!((r.status, r.body.len()), (status, 0));
     }
-    assert!(buf.is_empty(), "no stray body bytes: {buf:?}");
+    assert!(!s.has_pending_bytes(), "no stray body bytes");
 }
 
 #[test]
 fn expect_100_continue_is_answered_before_the_body() {
     let b = Backend::start(|seen| Reply::Bytes(ok_response(&String::from_utf8_lossy(&seen.body))));
-    let p = Proxy::start(&[b.addr], &[]);
-    let mut s = p.connect();
-    s.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
-        .unwrap();
-    let mut buf = Vec::new();
-    let interim = read_response(&mut s, &mut buf, Method::Post);
+    let p = proxy(&[b.addr], &[]);
+    let mut s = p.client();
+    s.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    let interim = s.read_response_to(Method::Post);
     assert_eq!(interim.status, 100);
-    s.write_all(b"hello").unwrap();
-    let r = read_response(&mut s, &mut buf, Method::Post);
+    s.send(b"hello");
+    let r = s.read_response_to(Method::Post);
     assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
     assert_eq!(b.seen()[0].header("expect"), None);
 }
@@ -343,26 +214,24 @@ fn upgrade_switches_to_a_tunnel_only_after_101() {
                 .to_vec(),
         )
     });
-    let p = Proxy::start(&[b.addr], &[]);
-    let mut s = p.connect();
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-        .unwrap();
-    let mut buf = Vec::new();
-    let r = read_response(&mut s, &mut buf, Method::Get);
+    let p = proxy(&[b.addr], &[]);
+    let mut s = p.client();
+    s.send(b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n");
+    let r = s.read_response_to(Method::Get);
     assert_eq!(r.status, 101);
-    assert_eq!(r.header("upgrade").as_deref(), Some("echo"));
-    s.write_all(b"ping over the tunnel").unwrap();
-    let mut got = buf;
-    while got.len() < 20 {
-        assert!(fill(&mut s, &mut got) > 0, "tunnel closed early");
-    }
-    assert_eq!(got, b"ping over the tunnel");
+    assert_eq!(r.header("upgrade"), Some("echo"));
+    s.send(b"ping over the tunnel");
+    let mut got = [0u8; 20];
+    s.writer()
+        .read_exact(&mut got)
+        .expect("echo through the tunnel");
+    assert_eq!(&got, b"ping over the tunnel");
     let seen = b.seen();
     assert_eq!(seen[0].header("upgrade").as_deref(), Some("echo"));
     assert_eq!(seen[0].header("connection").as_deref(), Some("upgrade"));
     // Half-close passes on: the backend sees EOF and closes, so the client sees EOF too.
-    s.shutdown(Shutdown::Write).unwrap();
-    assert!(closed(&mut s));
+    s.shutdown_write();
+    s.expect_closed();
 }
 
 #[test]
@@ -373,16 +242,19 @@ fn hop_by_hop_fields_are_removed_both_ways() {
                 .to_vec(),
         )
     });
-    let p = Proxy::start(&[b.addr], &[]);
+    let p = proxy(&[b.addr], &[]);
     let r = roundtrip(
         &p,
         b"GET / HTTP/1.1\r\nHost: t\r\nConnection: keep-alive, X-Private\r\nX-Private: s\r\nKeep-Alive: 1\r\n\
           TE: trailers\r\nProxy-Connection: x\r\nX-Forwarded-For: 9.9.9.9\r\n\r\n",
     );
     for h in ["x-hop", "keep-alive", "connection"] {
-        assert_eq!(r.header(h), None, "{h} in {}", r.head);
+        assert_eq!(r.header(h), None, "{h} in {:?}", r.headers);
     }
-    assert_eq!(r.header("x-backend-server"), Some(b.addr.to_string()));
+    assert_eq!(
+        r.header("x-backend-server"),
+        Some(b.addr.to_string().as_str())
+    );
     let seen = &b.seen()[0];
     for h in [
         "x-private",
@@ -403,7 +275,7 @@ fn hop_by_hop_fields_are_removed_both_ways() {
 #[test]
 fn ambiguous_framing_is_refused_and_never_forwarded() {
     let b = Backend::ok("x");
-    let p = Proxy::start(&[b.addr], &[]);
+    let p = proxy(&[b.addr], &[]);
     let cases: &[&[u8]] = &[
         b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
@@ -421,45 +293,35 @@ fn ambiguous_framing_is_refused_and_never_forwarded() {
         b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
     ];
     for req in cases {
-        let mut s = p.connect();
-        s.write_all(req).unwrap();
-        let r = read_response(&mut s, &mut Vec::new(), Method::Post);
+        let mut s = p.client();
+        s.send(req);
+        let r = s.read_response_to(Method::Post);
         assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(req));
-        assert_eq!(r.header("connection").as_deref(), Some("close"));
-        assert!(closed(&mut s), "connection closed after 400");
+        assert_eq!(r.header("connection"), Some("close"));
+        s.expect_closed();
     }
     // A bad chunk size is found after the head went out: the backend never sees a second
     // request smuggled inside it, and the client gets 400.
-    let mut s = p.connect();
-    s.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    assert_eq!(
-        read_response(&mut s, &mut Vec::new(), Method::Post).status,
-        400
-    );
-    assert!(closed(&mut s));
+    let mut s = p.client();
+    s.send(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(s.read_response_to(Method::Post).status, 400);
+    s.expect_closed();
     assert!(b.seen().iter().all(|r| !r.head.contains("smuggled")));
 }
 
 #[test]
 fn oversize_heads_get_431_and_slow_heads_408() {
     let b = Backend::ok("x");
-    let p = Proxy::start(&[b.addr], &["--max-head", "1K", "--head-timeout", "300ms"]);
+    let p = proxy(&[b.addr], &["--max-head", "1K", "--head-timeout", "300ms"]);
     let mut big = b"GET / HTTP/1.1\r\nHost: t\r\nX: ".to_vec();
     big.resize(2000, b'a');
-    let mut s = p.connect();
-    s.write_all(&big).unwrap();
-    assert_eq!(
-        read_response(&mut s, &mut Vec::new(), Method::Get).status,
-        431
-    );
-    let mut s = p.connect();
-    s.write_all(b"GET / HTTP/1.1\r\nHo").unwrap();
-    assert_eq!(
-        read_response(&mut s, &mut Vec::new(), Method::Get).status,
-        408
-    );
-    assert!(closed(&mut s));
+    let mut s = p.client();
+    s.send(&big);
+    assert_eq!(s.read_response_to(Method::Get).status, 431);
+    let mut s = p.client();
+    s.send(b"GET / HTTP/1.1\r\nHo");
+    assert_eq!(s.read_response_to(Method::Get).status, 408);
+    s.expect_closed();
     assert!(b.seen().is_empty());
 }
 
@@ -470,12 +332,12 @@ fn a_dead_backend_is_skipped_and_all_dead_is_502_fast() {
         .local_addr()
         .unwrap(); // now closed
     let b = Backend::ok("live");
-    let p = Proxy::start(&[b.addr, dead], &[]);
+    let p = proxy(&[b.addr, dead], &[]);
     for _ in 0..6 {
         let r = roundtrip(&p, GET);
         assert_eq!((r.status, r.body.as_slice()), (200, &b"live"[..]));
     }
-    let p = Proxy::start(&[dead], &[]);
+    let p = proxy(&[dead], &[]);
     let started = Instant::now();
     assert_eq!(roundtrip(&p, GET).status, 502);
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -484,7 +346,7 @@ fn a_dead_backend_is_skipped_and_all_dead_is_502_fast() {
 #[test]
 fn a_silent_backend_gets_504() {
     let b = Backend::start(|_| Reply::Silence);
-    let p = Proxy::start(&[b.addr], &["--backend-timeout", "300ms"]);
+    let p = proxy(&[b.addr], &["--backend-timeout", "300ms"]);
     let r = roundtrip(&p, GET);
     assert_eq!(r.status, 504);
 }
@@ -494,12 +356,10 @@ fn a_backend_dying_mid_body_closes_the_client() {
     let b = Backend::start(|_| {
         Reply::BytesThenClose(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b".to_vec())
     });
-    let p = Proxy::start(&[b.addr], &[]);
-    let mut s = p.connect();
-    s.write_all(GET).unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw);
+    let p = proxy(&[b.addr], &[]);
+    let mut s = p.client();
+    s.send(GET);
+    let text = read_to_close(&s);
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
     assert!(
         text.ends_with("only ten b"),
@@ -511,12 +371,11 @@ fn a_backend_dying_mid_body_closes_the_client() {
 fn backends_closing_after_each_answer_cause_no_502() {
     // The backend keeps nothing alive, without saying so: a pooled connection is always stale.
     let b = Backend::start(|_| Reply::BytesThenClose(ok_response("x")));
-    let p = Proxy::start(&[b.addr], &[]);
-    let mut s = p.connect();
-    let mut buf = Vec::new();
+    let p = proxy(&[b.addr], &[]);
+    let mut s = p.client();
     for _ in 0..50 {
-        s.write_all(GET).unwrap();
-        assert_eq!(read_response(&mut s, &mut buf, Method::Get).status, 200);
+        s.send(GET);
+        assert_eq!(s.read_response_to(Method::Get).status, 200);
     }
 }
 
@@ -524,24 +383,19 @@ fn backends_closing_after_each_answer_cause_no_502() {
 fn descriptors_return_to_their_start_after_10000_connections() {
     let b = Backend::ok("x");
     // One pooled backend connection at most, so the count before and after can be compared.
-    let p = Proxy::start(&[b.addr], &["--pool-size", "1"]);
+    let p = proxy(&[b.addr], &["--pool-size", "1"]);
     assert_eq!(roundtrip(&p, GET).status, 200); // warm the pool
-    let before = p.open_fds();
+    let before = open_fds(&p);
     let workers: Vec<_> = (0..4)
         .map(|w| {
-            let addr = p.addr;
+            let addr = p.addr();
             std::thread::spawn(move || {
                 for i in 0..2500 {
-                    let mut s = TcpStream::connect(addr).unwrap();
-                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    let mut s = Client::connect(addr);
                     if (w + i) % 3 == 0 {
                         continue; // connect and vanish
                     }
-                    s.write_all(GET).unwrap();
-                    assert_eq!(
-                        read_response(&mut s, &mut Vec::new(), Method::Get).status,
-                        200
-                    );
+                    assert_eq!(s.request(GET).status, 200);
                 }
             })
         })
@@ -550,9 +404,33 @@ fn descriptors_return_to_their_start_after_10000_connections() {
         w.join().unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while p.open_fds() > before && Instant::now() < deadline {
+    while open_fds(&p) > before && Instant::now() < deadline {
         // Closes reach the proxy asynchronously; a request round trip orders us after them.
         assert_eq!(roundtrip(&p, GET).status, 200);
     }
-    assert!(p.open_fds() <= before, "{} > {before}", p.open_fds());
+    assert!(open_fds(&p) <= before, "{} > {before}", open_fds(&p));
+}
+
+#[test]
+fn rr_echo_backends_rotate_and_echo_through_the_proxy() {
+    let echoes: Vec<Proc> = (1..=3)
+        .map(|i| util::echo(&["--name", &format!("e{i}")]))
+        .collect();
+    let p = proxy(&echoes.iter().map(Proc::addr).collect::<Vec<_>>(), &[]);
+    let mut c = p.client();
+    let mut names = Vec::new();
+    for i in 0..6 {
+        let body = format!("{{\"n\":{i}}}");
+        let r = c.request(&util::post("/", body.as_bytes()));
+        assert_eq!((r.status, r.text()), (200, body));
+        names.push(r.header("x-echo-instance").unwrap_or("").to_string());
+    }
+    assert_eq!(names, ["e1", "e2", "e3", "e1", "e2", "e3"]);
+    // The way `ab -k` talks: HTTP/1.0 asking for keep-alive.
+    let mut c = p.client();
+    for _ in 0..3 {
+        let r = c.request(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("connection"), Some("keep-alive"));
+    }
 }
