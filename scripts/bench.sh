@@ -28,7 +28,8 @@
 # skipped with a note and the rest still runs.
 #
 # Environment: PROXY_CPU (default 0) and LOAD_CPU (default 1) choose the cores; RR_BIN_DIR uses
-# the rr-proxy and rr-echo binaries in that directory and skips `cargo build --release`.
+# the rr-proxy and rr-echo binaries in that directory and skips `cargo build --release`;
+# BENCH_PORT_BASE (default 18080) moves every port the benchmark uses.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -38,15 +39,17 @@ export PATH="$PATH:/usr/sbin:/sbin"
 # ---------------------------------------------------------------------------------------------
 # Fixed layout. Ports are away from start-all.sh's 8080-8083 so both can run at once.
 
-readonly BACKEND_PORTS=(18081 18082 18083)
-readonly PORT_RR_PROXY=18080
-readonly PORT_RR_PROXY_TCP=18088
-readonly PORT_NGINX=18090
-readonly PORT_HAPROXY=18091
-readonly PORT_HAPROXY_TCP=18092
-readonly PORT_NGINX_STATIC=18093
+# BENCH_PORT_BASE moves the whole block (default 18080: rr-proxy 18080, backends 18081-18083).
+readonly BASE=${BENCH_PORT_BASE:-18080}
+readonly BACKEND_PORTS=($((BASE + 1)) $((BASE + 2)) $((BASE + 3)))
+readonly PORT_RR_PROXY=$BASE
+readonly PORT_RR_PROXY_TCP=$((BASE + 8))
+readonly PORT_NGINX=$((BASE + 10))
+readonly PORT_HAPROXY=$((BASE + 11))
+readonly PORT_HAPROXY_TCP=$((BASE + 12))
+readonly PORT_NGINX_STATIC=$((BASE + 13))
 # The rr-echo under test in the echo comparison: its own instance, on the proxy core.
-readonly PORT_ECHO_SUBJECT=18084
+readonly PORT_ECHO_SUBJECT=$((BASE + 4))
 # RR_BIN_DIR benchmarks prebuilt binaries (say, an older build kept aside) instead of building.
 readonly BIN=${RR_BIN_DIR:-target/release}
 readonly REPORT=scripts/bench_report.py
@@ -301,12 +304,12 @@ EOF
             proxy_set_header Connection "";
         }
     }
-    # The echo comparison: nginx answering by itself.
+    # The echo comparison: nginx answering by itself, with the body rr-echo's /healthz sends.
     server {
         listen 127.0.0.1:$PORT_NGINX_STATIC backlog=4096;
         location / {
-            default_type text/plain;
-            return 200 "ok\n";
+            default_type application/json;
+            return 200 '{"status":"ok"}';
         }
     }
 }

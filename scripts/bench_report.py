@@ -249,13 +249,13 @@ def print_summary(scenarios, rows):
             continue
         r = ratios(sc, agg)
         lines.append(
-            f"    ({sc['id']}) {sc['subject']:<9} {fmt_num(r['cpu'], '.2f'):>12}"
-            f" {fmt_num(r['rps'], '.2f'):>12} {fmt_num(r['direct'], '.2f'):>12}   {sc['title']}"
+            f"    {'(' + sc['id'] + ')':<7} {sc['subject']:<9} {fmt_num(r['cpu'], '.2f'):>9}"
+            f" {fmt_num(r['rps'], '.2f'):>9} {fmt_num(r['direct'], '.2f'):>9}   {sc['title']}"
         )
     if not lines:
         return
     print("\nsummary of ratios (subject ÷ best peer; CPU below 1 and req/s above 1 favour the subject)")
-    print(f"    {'':4}{'subject':<9} {'CPU/req':>12} {'req/s':>12} {'÷ direct':>12}")
+    print(f"    {'':<7} {'subject':<9} {'CPU/req':>9} {'req/s':>9} {'÷ direct':>9}")
     print("\n".join(lines))
 
 
