@@ -143,6 +143,11 @@ else
     echo "bench: note: $BIN/rr-proxy --help failed (not built yet?); skipping the rr-proxy targets"
 fi
 
+read -r load1 _ </proc/loadavg
+if awk -v l="$load1" 'BEGIN { exit !(l > 1.0) }'; then
+    echo "bench: warning: load average is $load1 before starting; other work will skew the numbers"
+fi
+
 CLK_TCK=$(getconf CLK_TCK)
 PIN=1
 if [ "$(nproc)" -lt 2 ] || ! command -v taskset >/dev/null; then
