@@ -374,6 +374,21 @@ fn malformed_requests_get_their_status_and_close() {
 }
 
 #[test]
+fn at_the_connection_cap_new_clients_wait_for_a_free_slot() {
+    let server = echo(&["--max-conns", "1"]);
+    let mut first = server.client();
+    assert_eq!(first.request(&get("/healthz")).status, 200);
+    // The second connection completes in the kernel's backlog but is not taken in.
+    let mut second = server.client();
+    second.send(&get("/healthz"));
+    // A round trip on the first proves the server ran past the second's arrival.
+    assert_eq!(first.request(&get("/healthz")).status, 200);
+    assert!(!second.has_pending_bytes(), "served over the cap");
+    drop(first);
+    assert_eq!(second.read_response().status, 200);
+}
+
+#[test]
 fn bad_flags_exit_2_naming_the_flag() {
     for (args, flag) in [
         (&["--port", "0", "--error-rate", "2"][..], "--error-rate"),
