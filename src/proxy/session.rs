@@ -104,6 +104,8 @@ pub struct Session {
     pub deadline: Instant,
     /// Requests answered on this connection.
     pub served: u32,
+    /// A backend connection dropped by [`Session::answer`], waiting to be closed.
+    pub orphan: Option<Upstream>,
 }
 
 /// The outcome of one piece of work on a session.
@@ -158,6 +160,7 @@ impl Session {
             timer: Some(timer),
             deadline,
             served: 0,
+            orphan: None,
         }
     }
 
@@ -170,10 +173,16 @@ impl Session {
         }
     }
 
-    /// Queues a canned answer and moves to closing.
+    /// Queues a canned answer and moves to closing. A backend connection the session held is
+    /// set aside in `orphan`, for the loop to close: the session cannot reach the slab.
     pub fn answer(&mut self, canned: Canned) {
         self.out.vec().extend_from_slice(canned.bytes());
-        self.phase = Phase::Closing { shut: false };
+        let old = std::mem::replace(&mut self.phase, Phase::Closing { shut: false });
+        self.orphan = match old {
+            Phase::Exchange(ex) => ex.up,
+            Phase::Tunnel(up) => Some(*up),
+            _ => None,
+        };
     }
 }
 
@@ -207,6 +216,9 @@ impl Proxy {
                 Phase::Tunnel(_) => tunnel(s, now, self.cfg.idle_timeout),
                 Phase::Closing { .. } => closing(s),
             };
+            if let Some(up) = s.orphan.take() {
+                self.release(up, false);
+            }
             match read.or(work).or(write_client(s)) {
                 Step::Close => return Flow::Close,
                 Step::Idle => return Flow::Open,
@@ -310,6 +322,9 @@ impl Proxy {
             self.timers.cancel(id);
         }
         let _ = self.poll.registry().deregister(&mut s.sock);
+        if let Some(up) = s.orphan.take() {
+            self.release(up, false);
+        }
         match std::mem::replace(&mut s.phase, Phase::Closing { shut: true }) {
             Phase::Exchange(ex) => {
                 if let Some(up) = ex.up {
