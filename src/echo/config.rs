@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::behaviour::{DelayMs, Settings};
+use super::behaviour::{DelayMs, Settings, SettingsError};
 use crate::cli::{self, Args, UsageError};
 use crate::http::head::DEFAULT_MAX_HEAD;
 
@@ -136,8 +136,6 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Usa
 impl Raw {
     /// Applies defaults and checks the ranges; errors name the flag.
     fn validate(self) -> Result<Config, UsageError> {
-        let bad =
-            |flag: &str, why: &dyn std::fmt::Display| Err(UsageError(format!("--{flag}: {why}")));
         let Some(port) = self.port else {
             return bad("port", &"is required (0 picks a free port)");
         };
@@ -157,6 +155,21 @@ impl Raw {
         if header_timeout.is_zero() || header_timeout > MAX_HEADER_TIMEOUT {
             return bad("header-timeout", &"must be above 0 and at most 1h");
         }
+        let settings = self.settings()?;
+        Ok(Config {
+            host: self.host.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            port,
+            name: self.name,
+            max_body,
+            max_head,
+            max_conns,
+            header_timeout,
+            settings,
+        })
+    }
+
+    /// The misbehaviour flags, checked by the same rules `/control` applies.
+    fn settings(&self) -> Result<Settings, UsageError> {
         if self.fail_every == Some(0) {
             return bad(
                 "fail-every",
@@ -170,25 +183,20 @@ impl Raw {
             fail_every: self.fail_every.unwrap_or(0),
             seed: self.seed.unwrap_or(1),
         };
-        if let Err(e) = settings.validate() {
-            use super::behaviour::SettingsError::*;
+        settings.validate().map_err(|e| {
             let flag = match e {
-                ErrorRate => "error-rate",
-                DelayOrder | DelayTooLong => "delay",
+                SettingsError::ErrorRate => "error-rate",
+                SettingsError::DelayOrder | SettingsError::DelayTooLong => "delay",
             };
-            return bad(flag, &e);
-        }
-        Ok(Config {
-            host: self.host.unwrap_or(IpAddr::from([127, 0, 0, 1])),
-            port,
-            name: self.name,
-            max_body,
-            max_head,
-            max_conns,
-            header_timeout,
-            settings,
-        })
+            UsageError(format!("--{flag}: {e}"))
+        })?;
+        Ok(settings)
     }
+}
+
+/// A usage error naming `flag`.
+fn bad<T>(flag: &str, why: &dyn std::fmt::Display) -> Result<T, UsageError> {
+    Err(UsageError(format!("--{flag}: {why}")))
 }
 
 fn parse_ip(s: &str) -> Result<IpAddr, String> {
