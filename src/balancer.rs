@@ -1,32 +1,45 @@
-//! Choosing a backend: round robin over the backends the caller says are usable. Knows
-//! nothing of health; it asks. Does no I/O and reads no clock.
+//! Choosing a backend: smooth weighted round robin (the rotation nginx uses) over the backends
+//! the caller says are usable. Knows nothing of health; it asks. Does no I/O, reads no clock.
+//!
+//! Each turn, every usable backend's credit grows by its weight; the one with the most credit
+//! is chosen and pays back the total. With weights 5, 1, 1 that gives `a a b a c a a`: the heavy
+//! backend's turns are spread out, not sent in a burst. With equal weights it is plain round
+//! robin. A backend that is skipped earns no credit, so skipping it does not hand its turns to
+//! one neighbour.
 
-/// A round-robin cursor over `n` backends.
+/// A rotation over weighted backends.
 #[derive(Clone, Debug)]
-pub struct RoundRobin {
-    n: usize,
-    /// The backend the next turn starts looking at.
-    cursor: usize,
+pub struct Balancer {
+    weights: Vec<i64>,
+    credit: Vec<i64>,
 }
 
-impl RoundRobin {
-    /// A rotation over `n` backends, starting at the first.
-    pub fn new(n: usize) -> RoundRobin {
-        RoundRobin { n, cursor: 0 }
+impl Balancer {
+    /// A rotation over backends with these weights (each at least 1).
+    pub fn new(weights: &[u32]) -> Balancer {
+        Balancer {
+            weights: weights.iter().map(|&w| i64::from(w.max(1))).collect(),
+            credit: vec![0; weights.len()],
+        }
     }
 
-    /// The next usable backend, looking at each backend at most once. The cursor moves just
-    /// past the backend chosen, so skipping an unusable one does not give its turn to the same
-    /// neighbour every time, and the rotation among the usable ones stays even.
+    /// The next usable backend. Asks about each backend once: the scan is bounded by their number.
     pub fn next(&mut self, mut usable: impl FnMut(usize) -> bool) -> Option<usize> {
-        for step in 0..self.n {
-            let i = (self.cursor + step) % self.n;
-            if usable(i) {
-                self.cursor = (i + 1) % self.n;
-                return Some(i);
+        let mut total = 0;
+        let mut best: Option<usize> = None;
+        for i in 0..self.weights.len() {
+            if !usable(i) {
+                continue;
+            }
+            self.credit[i] += self.weights[i];
+            total += self.weights[i];
+            if best.is_none_or(|b| self.credit[i] > self.credit[b]) {
+                best = Some(i);
             }
         }
-        None
+        let b = best?;
+        self.credit[b] -= total;
+        Some(b)
     }
 }
 
@@ -34,38 +47,53 @@ impl RoundRobin {
 mod tests {
     use super::*;
 
+    fn run(weights: &[u32], n: usize, usable: impl Fn(usize) -> bool) -> Vec<usize> {
+        let mut b = Balancer::new(weights);
+        (0..n).map(|_| b.next(&usable).unwrap()).collect()
+    }
+
     #[test]
-    fn strict_rotation() {
-        let mut rr = RoundRobin::new(3);
-        let got: Vec<_> = (0..7).map(|_| rr.next(|_| true).unwrap()).collect();
-        assert_eq!(got, [0, 1, 2, 0, 1, 2, 0]);
+    fn equal_weights_rotate_strictly() {
+        assert_eq!(run(&[1, 1, 1], 7, |_| true), [0, 1, 2, 0, 1, 2, 0]);
     }
 
     #[test]
     fn skipping_keeps_the_rest_even() {
-        let mut rr = RoundRobin::new(3);
-        let got: Vec<_> = (0..6).map(|_| rr.next(|i| i != 1).unwrap()).collect();
-        assert_eq!(got, [0, 2, 0, 2, 0, 2]);
-        let mut rr = RoundRobin::new(4);
+        assert_eq!(run(&[1, 1, 1], 6, |i| i != 1), [0, 2, 0, 2, 0, 2]);
         let mut counts = [0; 4];
-        for _ in 0..300 {
-            counts[rr.next(|i| i != 0).unwrap()] += 1;
+        for i in run(&[1, 1, 1, 1], 300, |i| i != 0) {
+            counts[i] += 1;
         }
         assert_eq!(counts, [0, 100, 100, 100]);
     }
 
     #[test]
+    fn weights_are_smooth_and_exact() {
+        let seq = run(&[5, 1, 1], 700, |_| true);
+        assert_eq!(&seq[..7], &[0, 0, 1, 0, 2, 0, 0]);
+        for window in seq.windows(7) {
+            let mut c = [0; 3];
+            for &i in window {
+                c[i] += 1;
+            }
+            assert_eq!(c, [5, 1, 1], "window {window:?}");
+        }
+        let mut counts = [0; 3];
+        for i in seq {
+            counts[i] += 1;
+        }
+        assert_eq!(counts, [500, 100, 100]);
+    }
+
+    #[test]
     fn none_usable_or_empty() {
-        let mut rr = RoundRobin::new(3);
+        let mut b = Balancer::new(&[1, 1, 1]);
         let mut asked = 0;
-        assert_eq!(
-            rr.next(|_| {
-                asked += 1;
-                false
-            }),
-            None
-        );
-        assert_eq!(asked, 3, "each backend is asked once");
-        assert_eq!(RoundRobin::new(0).next(|_| true), None);
+        let got = b.next(|_| {
+            asked += 1;
+            false
+        });
+        assert_eq!((got, asked), (None, 3));
+        assert_eq!(Balancer::new(&[]).next(|_| true), None);
     }
 }

@@ -21,9 +21,10 @@
 //! - [`net`]: the one read/write helper every socket goes through, and the fixed-size buffer.
 //! - [`timer`]: the hashed timer wheel; it reads no clock, `now` is passed in.
 //! - [`rng`]: a small seeded generator for jitter and simulated misbehaviour.
-//! - [`balancer`]: the round-robin choice of backend, apart from health.
+//! - [`balancer`]: smooth weighted round robin, apart from health.
 //! - [`cli`]: flag reading and the duration and size syntax both binaries share.
 //! - [`fuzzing`]: the entry points the fuzz targets and the corpus replay test share.
+//! - [`health`]: up/down from probes, ejection from real traffic, slowness; pure.
 //! - [`echo`]: the `rr-echo` backend server.
 //! - [`proxy`]: the `rr-proxy` load balancer.
 
@@ -31,6 +32,7 @@ pub mod balancer;
 pub mod cli;
 pub mod echo;
 pub mod fuzzing;
+pub mod health;
 pub mod http;
 pub mod net;
 pub mod proxy;

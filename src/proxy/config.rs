@@ -6,6 +6,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::cli::{self, Args, UsageError};
+use crate::health::HealthConfig;
 use crate::http::head::DEFAULT_MAX_HEAD;
 
 /// One backend as configured.
@@ -15,6 +16,19 @@ pub struct BackendAddr {
     pub addr: SocketAddr,
     /// As the user wrote it, for logs and the `X-Backend-Server` header.
     pub name: String,
+    /// Its share of the rotation (`host:port=W`), 1 unless given.
+    pub weight: u32,
+}
+
+/// Active health checks: one `GET` per backend per interval, inside the event loop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeConfig {
+    /// The path probed.
+    pub path: String,
+    /// Time between probes of one backend; zero turns probing off.
+    pub interval: Duration,
+    /// Longest a probe may take, connect included.
+    pub timeout: Duration,
 }
 
 /// Validated settings. Every field has a default a production user can live with.
@@ -42,6 +56,10 @@ pub struct Config {
     pub pool_size: usize,
     /// Add `X-Backend-Server` to responses.
     pub backend_header: bool,
+    /// Active health checks.
+    pub probe: ProbeConfig,
+    /// Rise and fall, ejection and slowness rules.
+    pub health: HealthConfig,
 }
 
 /// The defaults, also printed by `--help`.
@@ -60,6 +78,9 @@ pub const DEFAULT_MAX_CONNS: usize = 10_000;
 pub const DEFAULT_BUFFER_SIZE: usize = 16 * 1024;
 /// See [`Config::pool_size`].
 pub const DEFAULT_POOL_SIZE: usize = 64;
+/// The most a weight can be: enough for any real ratio, small enough that credit sums stay far
+/// from overflow.
+pub const MAX_WEIGHT: u32 = 1000;
 
 /// The text of `--help`.
 pub const HELP: &str = "\
@@ -83,7 +104,25 @@ OPTIONS:
     --buffer-size SIZE       size of each relay buffer [default: 16K]
     --pool-size N            idle connections kept per backend [default: 64]
     --no-backend-header      do not add X-Backend-Server to responses
+
+HEALTH:
+    --health-path PATH       path of the active probe [default: /healthz]
+    --health-interval DUR    time between probes of a backend, 0s for none [default: 2s]
+    --health-timeout DUR     deadline of one probe [default: 1s]
+    --health-fall N          failed probes in a row that take a backend down [default: 3]
+    --health-rise N          good probes in a row that bring it back [default: 2]
+    --eject-after N          failed requests in a row that eject a backend, 0 for
+                             never [default: 3]
+    --eject-5xx              count 5xx answers as failed requests
+    --eject-base DUR         first ejection; each next one doubles [default: 1s]
+    --eject-max DUR          longest ejection [default: 30s]
+    --max-ejected-percent P  most backends ejected at once, in percent [default: 50]
+    --slow-factor F          skip turns of a backend F times slower than the fastest,
+                             0 for off [default: 0]
     --help                   print this text
+
+Backends take a weight as host:port=W (default 1): weights 3,1,1 send three of
+every five requests to the first, spread out, never in a burst.
 
 DUR is a number with a unit: 500ms, 3s, 1m. SIZE is bytes, or with K, M or G.
 ";
@@ -103,6 +142,17 @@ pub struct RawConfig {
     buffer_size: Option<String>,
     pool_size: Option<String>,
     backend_header: Option<bool>,
+    health_path: Option<String>,
+    health_interval: Option<String>,
+    health_timeout: Option<String>,
+    health_fall: Option<String>,
+    health_rise: Option<String>,
+    eject_after: Option<String>,
+    eject_5xx: Option<bool>,
+    eject_base: Option<String>,
+    eject_max: Option<String>,
+    max_ejected_percent: Option<String>,
+    slow_factor: Option<String>,
 }
 
 /// What the command line asked for.
@@ -126,6 +176,10 @@ pub fn from_args(
             "help" => return Ok(Command::Help),
             "no-backend-header" => {
                 raw.backend_header = Some(false);
+                continue;
+            }
+            "eject-5xx" => {
+                raw.eject_5xx = Some(true);
                 continue;
             }
             name => raw.slot(name),
@@ -163,6 +217,16 @@ impl RawConfig {
             "max-head" => &mut self.max_head,
             "buffer-size" => &mut self.buffer_size,
             "pool-size" => &mut self.pool_size,
+            "health-path" => &mut self.health_path,
+            "health-interval" => &mut self.health_interval,
+            "health-timeout" => &mut self.health_timeout,
+            "health-fall" => &mut self.health_fall,
+            "health-rise" => &mut self.health_rise,
+            "eject-after" => &mut self.eject_after,
+            "eject-base" => &mut self.eject_base,
+            "eject-max" => &mut self.eject_max,
+            "max-ejected-percent" => &mut self.max_ejected_percent,
+            "slow-factor" => &mut self.slow_factor,
             _ => return None,
         })
     }
@@ -178,11 +242,15 @@ impl RawConfig {
         let mut raw = RawConfig::default();
         for (key, v) in obj {
             let name = key.replace('_', "-");
-            if name == "backend-header" {
-                raw.backend_header = Some(
-                    v.as_bool()
-                        .ok_or_else(|| format!("{key}: expected true or false"))?,
-                );
+            if name == "backend-header" || name == "eject-5xx" {
+                let b = v
+                    .as_bool()
+                    .ok_or_else(|| format!("{key}: expected true or false"))?;
+                if name == "eject-5xx" {
+                    raw.eject_5xx = Some(b);
+                } else {
+                    raw.backend_header = Some(b);
+                }
                 continue;
             }
             let text = match v {
@@ -219,6 +287,17 @@ impl RawConfig {
             buffer_size: self.buffer_size.or(lower.buffer_size),
             pool_size: self.pool_size.or(lower.pool_size),
             backend_header: self.backend_header.or(lower.backend_header),
+            health_path: self.health_path.or(lower.health_path),
+            health_interval: self.health_interval.or(lower.health_interval),
+            health_timeout: self.health_timeout.or(lower.health_timeout),
+            health_fall: self.health_fall.or(lower.health_fall),
+            health_rise: self.health_rise.or(lower.health_rise),
+            eject_after: self.eject_after.or(lower.eject_after),
+            eject_5xx: self.eject_5xx.or(lower.eject_5xx),
+            eject_base: self.eject_base.or(lower.eject_base),
+            eject_max: self.eject_max.or(lower.eject_max),
+            max_ejected_percent: self.max_ejected_percent.or(lower.max_ejected_percent),
+            slow_factor: self.slow_factor.or(lower.slow_factor),
         }
     }
 
@@ -300,7 +379,11 @@ impl RawConfig {
         if let Some((name, _, why)) = rules.iter().find(|(_, ok, _)| !ok) {
             return Err(UsageError(format!("--{name}: {why}")));
         }
+        let probe = self.probe_config()?;
+        let health = self.health_config()?;
         Ok(Config {
+            probe,
+            health,
             listen,
             backends,
             connect_timeout,
@@ -313,6 +396,99 @@ impl RawConfig {
             pool_size,
             backend_header: self.backend_header.unwrap_or(true),
         })
+    }
+}
+
+impl RawConfig {
+    fn probe_config(&self) -> Result<ProbeConfig, UsageError> {
+        let path = self
+            .health_path
+            .clone()
+            .unwrap_or_else(|| "/healthz".into());
+        if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(named(
+                "health-path",
+                &path,
+                "must start with / and hold no spaces",
+            ));
+        }
+        let dur =
+            |name, v: &Option<String>, default| setting(name, v, default, cli::parse_duration);
+        let interval = dur(
+            "health-interval",
+            &self.health_interval,
+            Duration::from_secs(2),
+        )?;
+        let timeout = dur(
+            "health-timeout",
+            &self.health_timeout,
+            Duration::from_secs(1),
+        )?;
+        if timeout.is_zero() {
+            return Err(UsageError(
+                "--health-timeout: must be more than zero".into(),
+            ));
+        }
+        Ok(ProbeConfig {
+            path,
+            interval,
+            timeout,
+        })
+    }
+
+    fn health_config(&self) -> Result<HealthConfig, UsageError> {
+        let d = HealthConfig::default();
+        let num =
+            |name, v: &Option<String>, default| setting(name, v, default, cli::parse_num::<u32>);
+        let dur =
+            |name, v: &Option<String>, default| setting(name, v, default, cli::parse_duration);
+        let h = HealthConfig {
+            rise: num("health-rise", &self.health_rise, d.rise)?,
+            fall: num("health-fall", &self.health_fall, d.fall)?,
+            eject_after: num("eject-after", &self.eject_after, d.eject_after)?,
+            eject_5xx: self.eject_5xx.unwrap_or(d.eject_5xx),
+            eject_base: dur("eject-base", &self.eject_base, d.eject_base)?,
+            eject_max: dur("eject-max", &self.eject_max, d.eject_max)?,
+            max_ejected_percent: num(
+                "max-ejected-percent",
+                &self.max_ejected_percent,
+                d.max_ejected_percent,
+            )?,
+            slow_factor: setting(
+                "slow-factor",
+                &self.slow_factor,
+                d.slow_factor,
+                cli::parse_num,
+            )?,
+        };
+        let rules: [(&str, bool, &str); 5] = [
+            ("health-rise", h.rise >= 1, "must be at least 1"),
+            ("health-fall", h.fall >= 1, "must be at least 1"),
+            (
+                "eject-base",
+                !h.eject_base.is_zero(),
+                "must be more than zero",
+            ),
+            (
+                "eject-max",
+                h.eject_max >= h.eject_base,
+                "must be at least --eject-base",
+            ),
+            (
+                "max-ejected-percent",
+                h.max_ejected_percent <= 100,
+                "must be 0 to 100",
+            ),
+        ];
+        if let Some((name, _, why)) = rules.iter().find(|(_, ok, _)| !ok) {
+            return Err(UsageError(format!("--{name}: {why}")));
+        }
+        if !(h.slow_factor == 0.0 || (1.0..=1000.0).contains(&h.slow_factor)) {
+            return Err(UsageError(
+                "--slow-factor: must be 0 (off) or 1 to 1000".into(),
+            ));
+        }
+        Ok(h)
     }
 }
 
@@ -346,10 +522,17 @@ fn resolve(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| "resolves to no address".to_string())
 }
 
-/// `a:1,http://b:2,c:3` → backends; `http://` and a trailing `/` are accepted.
+/// `a:1,http://b:2=3,c:3` → backends; `http://`, a trailing `/` and a `=weight` are accepted.
 pub fn parse_backends(text: &str) -> Result<Vec<BackendAddr>, String> {
     let mut out = Vec::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (item, weight) = match item.rsplit_once('=') {
+            Some((addr, w)) => match w.trim().parse::<u32>() {
+                Ok(w) if (1..=MAX_WEIGHT).contains(&w) => (addr.trim(), w),
+                _ => return Err(format!("{item:?}: weight must be 1 to {MAX_WEIGHT}")),
+            },
+            None => (item, 1),
+        };
         let name = item.strip_prefix("http://").unwrap_or(item);
         let name = name.strip_suffix('/').unwrap_or(name);
         if name.contains('/') || name.contains("://") {
@@ -359,6 +542,7 @@ pub fn parse_backends(text: &str) -> Result<Vec<BackendAddr>, String> {
         out.push(BackendAddr {
             addr,
             name: name.to_string(),
+            weight,
         });
     }
     if out.is_empty() {
@@ -393,6 +577,44 @@ mod tests {
         assert_eq!(c.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
         assert_eq!(c.max_head, DEFAULT_MAX_HEAD);
         assert!(c.backend_header);
+    }
+
+    #[test]
+    fn weights_and_health_settings() {
+        let c = parse(
+            &[
+                "--backends",
+                "127.0.0.1:1=5,127.0.0.1:2",
+                "--health-interval",
+                "0s",
+                "--eject-5xx",
+                "--eject-after=2",
+            ],
+            None,
+        )
+        .unwrap();
+        let weights: Vec<u32> = c.backends.iter().map(|b| b.weight).collect();
+        assert_eq!(weights, [5, 1]);
+        assert!(c.probe.interval.is_zero());
+        assert_eq!(c.probe.path, "/healthz");
+        assert!(c.health.eject_5xx);
+        assert_eq!(c.health.eject_after, 2);
+        for bad in ["127.0.0.1:1=0", "127.0.0.1:1=x", "127.0.0.1:1=1001"] {
+            let err = parse(&["--backends", bad], None).unwrap_err();
+            assert!(err.contains("weight"), "{err}");
+        }
+        let cases: &[(&str, &str)] = &[
+            ("--health-rise", "0"),
+            ("--health-timeout", "0s"),
+            ("--max-ejected-percent", "101"),
+            ("--slow-factor", "0.5"),
+            ("--health-path", "healthz"),
+            ("--eject-max", "1ms"),
+        ];
+        for (flag, value) in cases {
+            let err = parse(&["--backends", "127.0.0.1:1", flag, value], None).unwrap_err();
+            assert!(err.contains(&flag[2..]), "{flag}: {err}");
+        }
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //! and the body, reading and rewriting the response head, relaying the body by its framing, and
 //! retrying on another connection when that is safe.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::Interest;
 
 use super::session::{Phase, Session, Step};
 use super::upstream::{self, Link, Upstream};
 use super::{rewrite, token, Conn, Proxy};
+use crate::health::Outcome;
 use crate::http::framing::{BodyDecoder, BodyKind};
 use crate::http::head::{self, Method, Parse, Request, Version, EMPTY_HEADERS};
 use crate::http::response::{Canned, CONTINUE};
@@ -106,6 +107,8 @@ pub struct Exchange {
     pub stale_retried: bool,
     /// `100 Continue` was sent to the client.
     pub continue_sent: bool,
+    /// When the current attempt began, for the backend's response time.
+    pub started: Instant,
     /// The response.
     pub resp: Resp,
 }
@@ -125,6 +128,7 @@ impl Exchange {
             attempts: 0,
             stale_retried: false,
             continue_sent: false,
+            started: Instant::now(),
             resp: Resp::Head,
         }
     }
@@ -157,16 +161,24 @@ impl Proxy {
                 Some(b) => b,
                 None => {
                     let tried = ex.tried;
+                    let health = &mut self.health;
                     let pick = if ex.attempts >= limit {
                         None
                     } else {
-                        self.rr.next(|i| tried & bit(i) == 0)
+                        self.balancer
+                            .next(|i| tried & bit(i) == 0 && health.take_turn(i, now))
                     };
                     let Some(b) = pick else {
-                        log::warn!("{}: no backend could take the request", s.peer);
-                        s.answer(Canned::BadGateway);
+                        if ex.attempts == 0 {
+                            log::warn!("{}: no usable backend (all down or ejected)", s.peer);
+                            s.answer(Canned::ServiceUnavailable);
+                        } else {
+                            log::warn!("{}: every backend tried failed", s.peer);
+                            s.answer(Canned::BadGateway);
+                        }
                         return Step::Progress;
                     };
+                    ex.started = now;
                     ex.tried |= bit(b);
                     ex.attempts += 1;
                     if let Some(up) = self.take_pooled(b, key) {
@@ -180,6 +192,7 @@ impl Proxy {
                 }
             };
             if let Some(up) = self.connect(backend, key) {
+                ex.started = now;
                 self.end_head(&mut s.reqhead, &ex.meta, backend);
                 ex.up = Some(up);
                 s.deadline = now + self.cfg.connect_timeout;
@@ -317,6 +330,18 @@ impl Proxy {
         let backend = up.backend;
         let reused = up.reused;
         self.release(up, false);
+        let outcome = match why {
+            Failure::Connect => Some(Outcome::ConnectFailed),
+            // A pooled connection closed while idle says nothing about the backend.
+            Failure::BeforeResponse if reused => None,
+            Failure::BeforeResponse => Some(Outcome::Reset),
+        };
+        if let Some(outcome) = outcome {
+            self.passive(backend, outcome, None, now);
+        }
+        let Phase::Exchange(ex) = &mut s.phase else {
+            return Step::Close;
+        };
         if !matches!(ex.resp, Resp::Head) {
             return Step::Close;
         }
@@ -341,6 +366,19 @@ impl Proxy {
         );
         s.answer(Canned::BadGateway);
         Step::Progress
+    }
+
+    /// Tells health how a request to `backend` went, and logs what that changed.
+    fn passive(
+        &mut self,
+        backend: usize,
+        outcome: Outcome,
+        latency: Option<Duration>,
+        now: Instant,
+    ) {
+        let jitter = self.rng.next_f64();
+        let t = self.health.request(backend, outcome, latency, now, jitter);
+        self.note(t);
     }
 
     /// Reads and passes on the response head (and any 1xx before it).
@@ -390,6 +428,17 @@ impl Proxy {
                 return Step::Progress;
             }
             _ => {
+                let outcome = if status >= 500 {
+                    Outcome::ServerError
+                } else {
+                    Outcome::Ok
+                };
+                let latency = now.saturating_duration_since(ex.started);
+                let (backend, jitter) = (up.backend, self.rng.next_f64());
+                let t = self
+                    .health
+                    .request(backend, outcome, Some(latency), now, jitter);
+                self.note(t);
                 let kind = match resp.body(ex.meta.method) {
                     Ok(kind) => kind,
                     Err(e) => return bad_gateway(s, e.as_str()),
@@ -502,6 +551,9 @@ impl Proxy {
             Canned::RequestTimeout
         };
         if let Some(up) = ex.up.take() {
+            if canned == Canned::GatewayTimeout {
+                self.passive(up.backend, Outcome::Timeout, None, now);
+            }
             self.release(up, false);
         }
         s.answer(canned);

@@ -8,6 +8,7 @@
 
 pub mod config;
 mod exchange;
+mod probe;
 mod rewrite;
 mod session;
 pub mod token;
@@ -20,8 +21,10 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll};
 use slab::Slab;
 
-use crate::balancer::RoundRobin;
+use crate::balancer::Balancer;
+use crate::health::Health;
 use crate::net::buffer::BufferPool;
+use crate::rng::Rng;
 use crate::timer::{TimerId, TimerWheel};
 pub use config::Config;
 use session::Session;
@@ -49,6 +52,8 @@ enum Conn {
     Attached { owner: usize },
     /// An idle backend connection waiting in its backend's pool.
     Pooled(Upstream),
+    /// An active health check in flight.
+    Probe(Box<probe::Probe>),
     /// Taken out of the slab while a handler works on it.
     Busy,
 }
@@ -60,6 +65,10 @@ enum Timer {
     Session(usize),
     /// Accepting paused for lack of file descriptors; try again.
     ResumeAccept,
+    /// Time to probe this backend.
+    ProbeDue(usize),
+    /// The probe at this slab key ran out of time.
+    ProbeTimeout(usize),
 }
 
 /// Everything the loop owns.
@@ -69,8 +78,13 @@ pub struct Proxy {
     conns: Slab<Conn>,
     timers: TimerWheel<Timer>,
     cfg: Config,
-    rr: RoundRobin,
+    balancer: Balancer,
+    health: Health,
     pools: Vec<Pool>,
+    /// Jitter for probe times and ejection lengths.
+    rng: Rng,
+    /// Each backend's probe request, made once.
+    probe_requests: Vec<Vec<u8>>,
     /// Client connections open, checked against `max_conns`.
     clients: usize,
     /// Accepting stopped: at `max_conns`, or backing off after running out of descriptors.
@@ -101,7 +115,16 @@ impl Proxy {
             listener,
             conns: Slab::with_capacity(1024),
             timers: TimerWheel::new(TIMER_TICK, TIMER_SLOTS, Instant::now()),
-            rr: RoundRobin::new(n),
+            balancer: Balancer::new(&cfg.backends.iter().map(|b| b.weight).collect::<Vec<_>>()),
+            health: Health::new(n, cfg.health.clone()),
+            rng: Rng::new(seed()),
+            probe_requests: probe::requests(
+                &cfg.probe.path,
+                &cfg.backends
+                    .iter()
+                    .map(|b| b.name.clone())
+                    .collect::<Vec<_>>(),
+            ),
             pools: (0..n).map(|_| Pool::default()).collect(),
             clients: 0,
             accept_paused: false,
@@ -114,6 +137,7 @@ impl Proxy {
     /// The loop: poll, dispatch each event by token, expire timers, repeat.
     pub fn serve(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
+        self.schedule_probes(Instant::now());
         loop {
             let timeout = if self.again.is_empty() {
                 self.timers.timeout(Instant::now())
@@ -216,6 +240,7 @@ impl Proxy {
                 self.close_pooled(key);
             }
             Some(Conn::Pooled(up)) => up.writable = true,
+            Some(Conn::Probe(_)) => self.on_probe_event(key),
             Some(Conn::Busy) | None => {}
         }
     }
@@ -229,6 +254,8 @@ impl Proxy {
                     self.accept();
                 }
                 Timer::Session(key) => self.on_deadline(key, id, now),
+                Timer::ProbeDue(backend) => self.start_probe(backend, now),
+                Timer::ProbeTimeout(key) => self.on_probe_timeout(key, id, now),
             }
         }
     }
@@ -250,6 +277,15 @@ impl Proxy {
         }
         *timer = Some(self.timers.insert(deadline, Timer::Session(key)));
     }
+}
+
+/// A seed for jitter that differs between processes, so that several proxies in front of the
+/// same backends do not probe them in step.
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ u64::from(std::process::id()).rotate_left(32)
 }
 
 /// Errors that mean the process or the kernel is out of something accept needs.

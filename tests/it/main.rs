@@ -4,5 +4,6 @@
 mod backend;
 mod corpus;
 mod echo;
+mod health;
 mod proxy;
 mod util;

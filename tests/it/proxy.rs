@@ -9,11 +9,15 @@ use rr_proxy::http::head::Method;
 use crate::backend::{ok_response, Backend, Reply};
 use crate::util::{self, Client, Proc, Response};
 
-/// rr-proxy on a free port in front of `backends`, with `extra` flags.
-fn proxy(backends: &[SocketAddr], extra: &[&str]) -> Proc {
+/// rr-proxy on a free port in front of `backends`, with `extra` flags. Active health checks
+/// are off unless `extra` sets them, so the backends see only the test's requests.
+pub fn proxy(backends: &[SocketAddr], extra: &[&str]) -> Proc {
     let list: Vec<String> = backends.iter().map(|a| a.to_string()).collect();
     let joined = list.join(",");
     let mut args = vec!["--listen", "127.0.0.1:0", "--backends", &joined];
+    if !extra.iter().any(|a| a.starts_with("--health-interval")) {
+        args.extend_from_slice(&["--health-interval", "0s"]);
+    }
     args.extend_from_slice(extra);
     Proc::spawn(util::PROXY, &args)
 }

@@ -1,0 +1,244 @@
+//! Active health checks inside the event loop: every interval (with jitter, so probes do not
+//! march in step), one non-blocking `GET <path>` with `Connection: close` per backend. A 2xx
+//! status passes; anything else, a refused connect or the probe's timeout fails.
+
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::Interest;
+
+use super::{token, upstream, Conn, Proxy, Timer};
+use crate::health::Transition;
+use crate::http::head::{parse_response, Parse, EMPTY_HEADERS};
+use crate::net::io::{self, Io};
+use crate::timer::TimerId;
+
+/// The most of a probe's answer that is read: the status line and fields are all it needs.
+const PROBE_READ_MAX: usize = 4096;
+
+/// Where a probe stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// The handshake is in progress.
+    Connecting,
+    /// This many bytes of the request are written.
+    Sending(usize),
+    /// Waiting for the status line.
+    Reading,
+}
+
+/// One probe in flight.
+#[derive(Debug)]
+pub struct Probe {
+    sock: TcpStream,
+    backend: usize,
+    stage: Stage,
+    buf: Vec<u8>,
+    timer: TimerId,
+}
+
+/// The request bytes of each backend's probe, made once.
+pub fn requests(path: &str, names: &[String]) -> Vec<Vec<u8>> {
+    names
+        .iter()
+        .map(|host| {
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: rr-proxy-health\r\n\
+                 Connection: close\r\n\r\n"
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+/// What a probe's bytes say: `Some(ok, detail)` once decided.
+fn verdict(buf: &[u8], eof: bool) -> Option<(bool, String)> {
+    let mut headers = EMPTY_HEADERS;
+    match parse_response(buf, &mut headers, PROBE_READ_MAX) {
+        Ok(Parse::Complete(r)) => Some((
+            (200..300).contains(&r.status),
+            format!("status {}", r.status),
+        )),
+        Ok(Parse::Partial) if eof => Some((false, "closed before answering".into())),
+        Ok(Parse::Partial) => None,
+        Err(e) => Some((false, format!("invalid response: {e}"))),
+    }
+}
+
+impl Proxy {
+    /// Schedules every backend's first probe at a random point of the first interval.
+    pub(super) fn schedule_probes(&mut self, now: Instant) {
+        let interval = self.cfg.probe.interval;
+        if interval.is_zero() {
+            return;
+        }
+        for b in 0..self.cfg.backends.len() {
+            let at = now + interval.mul_f64(self.rng.next_f64());
+            self.timers.insert(at, Timer::ProbeDue(b));
+        }
+    }
+
+    /// Starts a probe of `backend`.
+    pub(super) fn start_probe(&mut self, backend: usize, now: Instant) {
+        let Some(b) = self.cfg.backends.get(backend) else {
+            return;
+        };
+        let mut sock = match upstream::connect(b.addr) {
+            Ok(sock) => sock,
+            Err(e) => return self.probe_result(backend, false, &e.to_string(), now),
+        };
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut sock, token::of(key), interest)
+        {
+            return self.probe_result(backend, false, &e.to_string(), now);
+        }
+        let timer = self
+            .timers
+            .insert(now + self.cfg.probe.timeout, Timer::ProbeTimeout(key));
+        entry.insert(Conn::Probe(Box::new(Probe {
+            sock,
+            backend,
+            stage: Stage::Connecting,
+            buf: Vec::with_capacity(PROBE_READ_MAX),
+            timer,
+        })));
+    }
+
+    /// A readiness event for the probe at `key`: moves it as far as it can go.
+    pub(super) fn on_probe_event(&mut self, key: usize) {
+        let Some(Conn::Probe(p)) = self.conns.get_mut(key) else {
+            return;
+        };
+        let request = self
+            .probe_requests
+            .get(p.backend)
+            .map_or(&[][..], |r| &r[..]);
+        let outcome = advance(p, request);
+        if let Some((ok, detail)) = outcome {
+            self.finish_probe(key, ok, &detail, Instant::now());
+        }
+    }
+
+    /// The probe at `key` ran out of time.
+    pub(super) fn on_probe_timeout(&mut self, key: usize, id: TimerId, now: Instant) {
+        if matches!(self.conns.get(key), Some(Conn::Probe(p)) if p.timer == id) {
+            self.finish_probe(key, false, "timed out", now);
+        }
+    }
+
+    fn finish_probe(&mut self, key: usize, ok: bool, detail: &str, now: Instant) {
+        let Some(Conn::Probe(mut p)) = self.conns.try_remove(key) else {
+            return;
+        };
+        self.timers.cancel(p.timer);
+        let _ = self.poll.registry().deregister(&mut p.sock);
+        self.probe_result(p.backend, ok, detail, now);
+    }
+
+    /// Records a result and schedules the next probe.
+    fn probe_result(&mut self, backend: usize, ok: bool, detail: &str, now: Instant) {
+        let t = self.health.probe(backend, ok, detail);
+        self.note(t);
+        let interval = self.cfg.probe.interval;
+        // ±10 %: probes of backends that started together drift apart.
+        let jitter = interval.mul_f64(0.2 * self.rng.next_f64());
+        let next = now + interval.mul_f64(0.9) + jitter;
+        self.timers.insert(
+            next.max(now + Duration::from_millis(1)),
+            Timer::ProbeDue(backend),
+        );
+    }
+
+    /// Logs a health transition once.
+    pub(super) fn note(&self, t: Option<Transition>) {
+        if let Some(t) = t {
+            let name = self
+                .cfg
+                .backends
+                .get(t.backend)
+                .map_or("?", |b| b.name.as_str());
+            let state = if t.usable { "up" } else { "down" };
+            log::warn!("backend {name} {state}: {}", t.reason);
+        }
+    }
+}
+
+/// Connect, write, read: as far as the socket allows. `Some` once the probe is decided.
+fn advance(p: &mut Probe, request: &[u8]) -> Option<(bool, String)> {
+    if p.stage == Stage::Connecting {
+        match upstream::finish_connect(&p.sock) {
+            Ok(true) => p.stage = Stage::Sending(0),
+            Ok(false) => return None,
+            Err(e) => return Some((false, e.to_string())),
+        }
+    }
+    while let Stage::Sending(sent) = p.stage {
+        if sent >= request.len() {
+            p.stage = Stage::Reading;
+            break;
+        }
+        match io::write(&mut p.sock, &request[sent..]) {
+            Io::Progress(n) => p.stage = Stage::Sending(sent + n),
+            Io::WouldBlock => return None,
+            Io::Closed => return Some((false, "closed before answering".into())),
+            Io::Failed(e) => return Some((false, e.to_string())),
+        }
+    }
+    let mut chunk = [0u8; 1024];
+    loop {
+        let room = PROBE_READ_MAX - p.buf.len();
+        if room == 0 {
+            return verdict(&p.buf, true);
+        }
+        let want = room.min(chunk.len());
+        match io::read(&mut p.sock, &mut chunk[..want]) {
+            Io::Progress(n) => {
+                p.buf.extend_from_slice(&chunk[..n]);
+                if let Some(v) = verdict(&p.buf, false) {
+                    return Some(v);
+                }
+            }
+            Io::WouldBlock => return None,
+            Io::Closed => return verdict(&p.buf, true),
+            Io::Failed(e) => return Some((false, e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(
+            verdict(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", false),
+            Some((true, "status 200".into()))
+        );
+        assert_eq!(
+            verdict(b"HTTP/1.1 503 Service Unavailable\r\n\r\n", false),
+            Some((false, "status 503".into()))
+        );
+        assert_eq!(verdict(b"HTTP/1.1 200 OK\r\n", false), None);
+        assert_eq!(
+            verdict(b"HTTP/1.1 200 OK\r\n", true),
+            Some((false, "closed before answering".into()))
+        );
+        assert!(matches!(
+            verdict(b"SSH-2.0\r\n\r\n", false),
+            Some((false, _))
+        ));
+    }
+
+    #[test]
+    fn probe_requests_name_each_backend() {
+        let r = requests("/hz", &["a:1".into(), "b:2".into()]);
+        assert!(r[1].starts_with(b"GET /hz HTTP/1.1\r\nHost: b:2\r\n"));
+        assert!(r[0].ends_with(b"Connection: close\r\n\r\n"));
+    }
+}
