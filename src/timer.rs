@@ -24,6 +24,10 @@ use slab::Slab;
 /// reserve gigabytes. A million slots of 10 ms already cover almost three hours per revolution.
 const MAX_SLOTS: usize = 1 << 20;
 
+/// How many slots [`TimerWheel::poll_timeout`] looks at: enough that a busy loop rarely wakes
+/// early, few enough that a poll never pays for the whole wheel.
+pub const POLL_WALK: u64 = 64;
+
 /// Names one armed timer. The generation makes an id whose timer already fired or was cancelled
 /// harmless, even after the slab reuses its key for someone else's timer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -187,6 +191,43 @@ impl<T> TimerWheel<T> {
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
         self.next_deadline()
             .map(|d| d.saturating_duration_since(now))
+    }
+
+    /// Like [`TimerWheel::timeout`], but cheap enough for every turn of a busy loop: it looks
+    /// at no more than [`POLL_WALK`] slots, and when the earliest deadline lies beyond them it
+    /// answers the end of the walk instead, a wake-up that is early and harmless. Deadlines a
+    /// revolution or more away (idle timeouts, say) would otherwise make every poll walk the
+    /// whole wheel and every entry in it.
+    pub fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if self.is_empty() {
+            return None;
+        }
+        let mut earliest: Option<Instant> = self.list(self.due_list()).map(|e| e.deadline).min();
+        let mut settled = false;
+        for i in 0..POLL_WALK.min(self.mask + 1) {
+            let tick = self.cursor.saturating_add(i);
+            for e in self.list(self.slot_of(tick)) {
+                earliest = Some(earliest.map_or(e.deadline, |d| d.min(e.deadline)));
+                settled |= e.tick == tick;
+            }
+            if settled {
+                break;
+            }
+        }
+        if !settled {
+            if let Some(end) = self.instant_of(self.cursor.saturating_add(POLL_WALK)) {
+                earliest = Some(earliest.map_or(end, |d| d.min(end)));
+            }
+        }
+        earliest.map(|d| d.saturating_duration_since(now))
+    }
+
+    /// The instant tick `tick` begins, if it can be told.
+    fn instant_of(&self, tick: u64) -> Option<Instant> {
+        let nanos = u128::from(tick).saturating_mul(self.tick_nanos);
+        let secs = u64::try_from(nanos / 1_000_000_000).ok()?;
+        let sub = (nanos % 1_000_000_000) as u32;
+        self.start.checked_add(Duration::new(secs, sub))
     }
 
     /// Moves every entry with `deadline <= now` onto the due list and brings the cursor to `now`.
@@ -402,6 +443,19 @@ mod tests {
     }
 
     #[test]
+    fn poll_timeout_wakes_early_for_far_deadlines() {
+        let t0 = Instant::now();
+        let mut wheel = TimerWheel::new(TICK, 1024, t0);
+        assert_eq!(wheel.poll_timeout(t0), None);
+        wheel.insert(t0 + ms(60_000), ());
+        let walk = TICK * POLL_WALK as u32;
+        assert_eq!(wheel.poll_timeout(t0), Some(walk));
+        assert_eq!(wheel.timeout(t0), Some(ms(60_000)));
+        wheel.insert(t0 + ms(25), ());
+        assert_eq!(wheel.poll_timeout(t0), Some(ms(25)));
+    }
+
+    #[test]
     fn degenerate_settings_are_clamped() {
         let t0 = Instant::now();
         let mut wheel = TimerWheel::new(Duration::ZERO, 0, t0);
@@ -489,6 +543,12 @@ mod tests {
             }
             assert_eq!(wheel.len(), model.len());
             assert_eq!(wheel.next_deadline(), model.keys().next().map(|k| k.0));
+            // The cheap poll timeout never sleeps past the earliest deadline.
+            let now = at(now_ns);
+            match (wheel.poll_timeout(now), wheel.timeout(now)) {
+                (Some(cheap), Some(exact)) => assert!(cheap <= exact, "{cheap:?} > {exact:?}"),
+                (cheap, exact) => assert_eq!(cheap.is_some(), exact.is_some()),
+            }
         }
         assert!(
             fired > 5_000,

@@ -97,7 +97,7 @@ impl Server {
     /// One turn of the loop.
     fn turn(&mut self, events: &mut Events) -> io::Result<()> {
         let timeout = if self.again.is_empty() {
-            self.wheel.timeout(Instant::now())
+            self.wheel.poll_timeout(Instant::now())
         } else {
             Some(Duration::ZERO)
         };

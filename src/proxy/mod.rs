@@ -140,7 +140,7 @@ impl Proxy {
         self.schedule_probes(Instant::now());
         loop {
             let timeout = if self.again.is_empty() {
-                self.timers.timeout(Instant::now())
+                self.timers.poll_timeout(Instant::now())
             } else {
                 Some(Duration::ZERO)
             };
