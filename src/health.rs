@@ -78,6 +78,8 @@ pub struct Transition {
     pub usable: bool,
     /// Why, in words.
     pub reason: String,
+    /// For an ejection: when it ends and the backend is back on probation.
+    pub until: Option<Instant>,
 }
 
 /// The most turns a slow backend sits out in a row.
@@ -191,6 +193,7 @@ impl Health {
             backend: i,
             usable: !s.down,
             reason: format!("{needed} probes {verb}, last: {detail}"),
+            until: None,
         })
     }
 
@@ -231,7 +234,8 @@ impl Health {
         }
         let s = &mut self.states[i];
         let length = ejection_length(&self.cfg, s.level, jitter);
-        s.ejected_until = Some(now + length);
+        let until = now + length;
+        s.ejected_until = Some(until);
         s.level = s.level.saturating_add(1);
         s.failures = 0;
         Some(Transition {
@@ -242,6 +246,7 @@ impl Health {
                 self.cfg.eject_after,
                 outcome.as_str()
             ),
+            until: Some(until),
         })
     }
 

@@ -402,6 +402,21 @@ impl Proxy {
             Ok(Parse::Partial) => return bad_gateway(s, "incomplete response head"),
             Err(e) => return bad_gateway(s, e.as_str()),
         };
+        let status = resp.status;
+        if status == 101 || status >= 200 {
+            // A final answer: how long the backend took, and whether it was a server error.
+            let outcome = if status >= 500 {
+                Outcome::ServerError
+            } else {
+                Outcome::Ok
+            };
+            let latency = now.saturating_duration_since(ex.started);
+            let (backend, jitter) = (up.backend, self.rng.next_f64());
+            let t = self
+                .health
+                .request(backend, outcome, Some(latency), now, jitter);
+            self.note(t);
+        }
         let name = self.cfg.backends[up.backend].name.as_str();
         let mut edits = rewrite::ResponseEdits {
             backend: self.cfg.backend_header.then_some(name),
@@ -410,7 +425,6 @@ impl Proxy {
             dechunk: false,
             switching: false,
         };
-        let status = resp.status;
         let head_len = resp.head_len;
         let next = match status {
             101 if ex.meta.upgrade => {
@@ -428,17 +442,6 @@ impl Proxy {
                 return Step::Progress;
             }
             _ => {
-                let outcome = if status >= 500 {
-                    Outcome::ServerError
-                } else {
-                    Outcome::Ok
-                };
-                let latency = now.saturating_duration_since(ex.started);
-                let (backend, jitter) = (up.backend, self.rng.next_f64());
-                let t = self
-                    .health
-                    .request(backend, outcome, Some(latency), now, jitter);
-                self.note(t);
                 let kind = match resp.body(ex.meta.method) {
                     Ok(kind) => kind,
                     Err(e) => return bad_gateway(s, e.as_str()),
@@ -466,7 +469,6 @@ impl Proxy {
             Some(resp) => ex.resp = resp,
             None => self.start_tunnel(s),
         }
-        let _ = now;
         Step::Progress
     }
 

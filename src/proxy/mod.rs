@@ -69,6 +69,8 @@ enum Timer {
     ProbeDue(usize),
     /// The probe at this slab key ran out of time.
     ProbeTimeout(usize),
+    /// This backend's ejection ends.
+    EjectionEnd(usize),
 }
 
 /// Everything the loop owns.
@@ -256,6 +258,7 @@ impl Proxy {
                 Timer::Session(key) => self.on_deadline(key, id, now),
                 Timer::ProbeDue(backend) => self.start_probe(backend, now),
                 Timer::ProbeTimeout(key) => self.on_probe_timeout(key, id, now),
+                Timer::EjectionEnd(backend) => self.ejection_over(backend, now),
             }
         }
     }

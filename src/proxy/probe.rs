@@ -154,17 +154,33 @@ impl Proxy {
         );
     }
 
-    /// Logs a health transition once.
-    pub(super) fn note(&self, t: Option<Transition>) {
-        if let Some(t) = t {
-            let name = self
-                .cfg
-                .backends
-                .get(t.backend)
-                .map_or("?", |b| b.name.as_str());
-            let state = if t.usable { "up" } else { "down" };
-            log::warn!("backend {name} {state}: {}", t.reason);
+    /// Logs a health transition once; an ejection also gets a timer for its end, so the return
+    /// to probation is logged when it happens.
+    pub(super) fn note(&mut self, t: Option<Transition>) {
+        let Some(t) = t else {
+            return;
+        };
+        let name = self.backend_name(t.backend);
+        let state = if t.usable { "up" } else { "down" };
+        log::warn!("backend {name} {state}: {}", t.reason);
+        if let Some(until) = t.until {
+            self.timers.insert(until, Timer::EjectionEnd(t.backend));
         }
+    }
+
+    /// An ejection's time is over.
+    pub(super) fn ejection_over(&self, backend: usize, now: Instant) {
+        if self.health.usable(backend, now) {
+            let name = self.backend_name(backend);
+            log::warn!("backend {name} on probation: ejection over");
+        }
+    }
+
+    fn backend_name(&self, backend: usize) -> &str {
+        self.cfg
+            .backends
+            .get(backend)
+            .map_or("?", |b| b.name.as_str())
     }
 }
 
