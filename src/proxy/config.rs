@@ -20,9 +20,29 @@ pub struct BackendAddr {
     pub weight: u32,
 }
 
-/// Active health checks: one `GET` per backend per interval, inside the event loop.
+/// What the proxy speaks to clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// HTTP/1.1: a backend per request.
+    Http,
+    /// Plain TCP: a backend per connection, bytes relayed untouched.
+    Tcp,
+}
+
+/// What an active health check does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// `GET <path>`; a 2xx passes.
+    Http,
+    /// A TCP connect; success passes.
+    Tcp,
+}
+
+/// Active health checks: one probe per backend per interval, inside the event loop.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeConfig {
+    /// HTTP request or plain connect.
+    pub kind: ProbeKind,
     /// The path probed.
     pub path: String,
     /// Time between probes of one backend; zero turns probing off.
@@ -34,6 +54,8 @@ pub struct ProbeConfig {
 /// Validated settings. Every field has a default a production user can live with.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// HTTP or TCP.
+    pub mode: Mode,
     /// Where clients connect.
     pub listen: SocketAddr,
     /// The backends, in rotation order.
@@ -91,6 +113,8 @@ USAGE:
 
 OPTIONS:
     --listen ADDR            address to accept clients on [default: 0.0.0.0:8080]
+    --mode http|tcp          HTTP/1.1 with a backend per request, or plain TCP with a
+                             backend per connection [default: http]
     --backends LIST          comma-separated host:port list, `http://` accepted;
                              when absent, BACKEND_SERVERS is read
     --config FILE            JSON file with the same settings (keys as the flags,
@@ -106,6 +130,7 @@ OPTIONS:
     --no-backend-header      do not add X-Backend-Server to responses
 
 HEALTH:
+    --health http|tcp        probe with GET PATH, or with a TCP connect only [default: http]
     --health-path PATH       path of the active probe [default: /healthz]
     --health-interval DUR    time between probes of a backend, 0s for none [default: 2s]
     --health-timeout DUR     deadline of one probe [default: 1s]
@@ -130,6 +155,8 @@ DUR is a number with a unit: 500ms, 3s, 1m. SIZE is bytes, or with K, M or G.
 /// Settings as strings, before validation; `None` means not given at this layer.
 #[derive(Clone, Debug, Default)]
 pub struct RawConfig {
+    mode: Option<String>,
+    health: Option<String>,
     listen: Option<String>,
     backends: Option<String>,
     config: Option<String>,
@@ -207,6 +234,8 @@ impl RawConfig {
     fn slot(&mut self, name: &str) -> Option<&mut Option<String>> {
         Some(match name {
             "listen" => &mut self.listen,
+            "mode" => &mut self.mode,
+            "health" => &mut self.health,
             "backends" => &mut self.backends,
             "config" => &mut self.config,
             "connect-timeout" => &mut self.connect_timeout,
@@ -275,6 +304,8 @@ impl RawConfig {
     /// `self` with every unset setting taken from `lower`.
     fn over(self, lower: RawConfig) -> RawConfig {
         RawConfig {
+            mode: self.mode.or(lower.mode),
+            health: self.health.or(lower.health),
             listen: self.listen.or(lower.listen),
             backends: self.backends.or(lower.backends),
             config: self.config,
@@ -381,7 +412,13 @@ impl RawConfig {
         }
         let probe = self.probe_config()?;
         let health = self.health_config()?;
+        let mode = match self.mode.as_deref().unwrap_or("http") {
+            "http" => Mode::Http,
+            "tcp" => Mode::Tcp,
+            other => return Err(named("mode", other, "must be http or tcp")),
+        };
         Ok(Config {
+            mode,
             probe,
             health,
             listen,
@@ -429,7 +466,13 @@ impl RawConfig {
                 "--health-timeout: must be more than zero".into(),
             ));
         }
+        let kind = match self.health.as_deref().unwrap_or("http") {
+            "http" => ProbeKind::Http,
+            "tcp" => ProbeKind::Tcp,
+            other => return Err(named("health", other, "must be http or tcp")),
+        };
         Ok(ProbeConfig {
+            kind,
             path,
             interval,
             timeout,

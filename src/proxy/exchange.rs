@@ -36,6 +36,9 @@ pub struct Meta {
     pub needs_host: bool,
     /// Length of the rewritten head before its per-backend ending.
     pub head_base: usize,
+    /// TCP mode: no request at all, the connection becomes a tunnel once the backend answers
+    /// the handshake.
+    pub raw: bool,
 }
 
 impl Meta {
@@ -44,6 +47,7 @@ impl Meta {
         Meta {
             needs_host: req.fields.hosts == 0,
             head_base,
+            raw: false,
             method: req.method,
             version: req.version,
             keep_alive: req.keep_alive(),
@@ -114,6 +118,21 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// A TCP-mode exchange: only a backend to dial.
+    pub fn raw() -> Exchange {
+        let meta = Meta {
+            method: Method::Other,
+            version: Version::Http11,
+            keep_alive: false,
+            expect_continue: false,
+            upgrade: false,
+            needs_host: false,
+            head_base: 0,
+            raw: true,
+        };
+        Exchange::new(meta, BodyKind::Empty)
+    }
+
     /// A request whose head has been read, with a body of `body`.
     pub fn new(meta: Meta, body: BodyKind) -> Exchange {
         Exchange {
@@ -203,6 +222,9 @@ impl Proxy {
     }
 
     fn end_head(&self, reqhead: &mut Vec<u8>, meta: &Meta, backend: usize) {
+        if meta.raw {
+            return;
+        }
         let host = meta
             .needs_host
             .then(|| self.cfg.backends[backend].name.as_str());
@@ -303,6 +325,12 @@ impl Proxy {
         match upstream::finish_connect(&up.sock) {
             Ok(true) => {
                 up.link = Link::Open;
+                if ex.meta.raw {
+                    let backend = up.backend;
+                    self.passive(backend, Outcome::Ok, None, now);
+                    self.start_tunnel(key, s, now);
+                    return Ok(Step::Progress);
+                }
                 s.deadline = now + self.cfg.backend_timeout;
                 self.arm(key, &mut s.timer, s.deadline);
                 Ok(Step::Progress)
@@ -467,20 +495,23 @@ impl Proxy {
         ex.committed = true;
         match next {
             Some(resp) => ex.resp = resp,
-            None => self.start_tunnel(s),
+            None => self.start_tunnel(key, s, now),
         }
         Step::Progress
     }
 
-    fn start_tunnel(&mut self, s: &mut Session) {
+    /// Turns the exchange's backend connection into a raw two-way tunnel, timed by idleness.
+    fn start_tunnel(&mut self, key: usize, s: &mut Session, now: Instant) {
         let phase = std::mem::replace(&mut s.phase, Phase::Head { started: false });
-        if let Phase::Exchange(ex) = phase {
-            if let Some(up) = ex.up {
-                s.phase = Phase::Tunnel(Box::new(up));
-                return;
-            }
-        }
-        s.phase = Phase::Closing { shut: false };
+        s.phase = match phase {
+            Phase::Exchange(ex) => match ex.up {
+                Some(up) => Phase::Tunnel(Box::new(up)),
+                None => Phase::Closing { shut: false },
+            },
+            _ => Phase::Closing { shut: false },
+        };
+        s.deadline = now + self.cfg.idle_timeout;
+        self.arm(key, &mut s.timer, s.deadline);
     }
 
     /// Frames response body bytes for the client; finishes the exchange at the body's end.

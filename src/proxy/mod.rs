@@ -121,6 +121,7 @@ impl Proxy {
             health: Health::new(n, cfg.health.clone()),
             rng: Rng::new(seed()),
             probe_requests: probe::requests(
+                cfg.probe.kind,
                 &cfg.probe.path,
                 &cfg.backends
                     .iter()
@@ -198,8 +199,7 @@ impl Proxy {
 
     fn open_session(&mut self, mut sock: mio::net::TcpStream, peer: std::net::SocketAddr) {
         let _ = sock.set_nodelay(true);
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
+        let key = self.conns.insert(Conn::Busy);
         let interest = Interest::READABLE | Interest::WRITABLE;
         if let Err(e) = self
             .poll
@@ -207,14 +207,20 @@ impl Proxy {
             .register(&mut sock, token::of(key), interest)
         {
             log::warn!("register client {peer}: {e}");
+            self.conns.remove(key);
             return;
         }
         let now = Instant::now();
         let deadline = now + self.cfg.head_timeout;
         let timer = self.timers.insert(deadline, Timer::Session(key));
-        let session = Session::new(sock, peer, self.bufs.take(), timer, deadline);
-        entry.insert(Conn::Client(Box::new(session)));
+        let mut session = Box::new(Session::new(sock, peer, self.bufs.take(), timer, deadline));
         self.clients += 1;
+        if self.cfg.mode == config::Mode::Tcp {
+            // A backend per connection: choose and dial it now; client bytes wait in the buffer.
+            session.start_raw();
+            self.attach(key, &mut session, now, None);
+        }
+        self.conns[key] = Conn::Client(session);
     }
 
     /// One readiness event for a connection.

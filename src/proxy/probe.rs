@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::Interest;
 
+use super::config::ProbeKind;
 use super::{token, upstream, Conn, Proxy, Timer};
 use crate::health::Transition;
 use crate::http::head::{parse_response, Parse, EMPTY_HEADERS};
@@ -37,8 +38,11 @@ pub struct Probe {
     timer: TimerId,
 }
 
-/// The request bytes of each backend's probe, made once.
-pub fn requests(path: &str, names: &[String]) -> Vec<Vec<u8>> {
+/// The request bytes of each backend's probe, made once; none for a connect-only probe.
+pub fn requests(kind: ProbeKind, path: &str, names: &[String]) -> Vec<Vec<u8>> {
+    if kind == ProbeKind::Tcp {
+        return vec![Vec::new(); names.len()];
+    }
     names
         .iter()
         .map(|host| {
@@ -188,6 +192,7 @@ impl Proxy {
 fn advance(p: &mut Probe, request: &[u8]) -> Option<(bool, String)> {
     if p.stage == Stage::Connecting {
         match upstream::finish_connect(&p.sock) {
+            Ok(true) if request.is_empty() => return Some((true, "connected".into())),
             Ok(true) => p.stage = Stage::Sending(0),
             Ok(false) => return None,
             Err(e) => return Some((false, e.to_string())),
@@ -253,7 +258,8 @@ mod tests {
 
     #[test]
     fn probe_requests_name_each_backend() {
-        let r = requests("/hz", &["a:1".into(), "b:2".into()]);
+        let r = requests(ProbeKind::Http, "/hz", &["a:1".into(), "b:2".into()]);
+        assert!(requests(ProbeKind::Tcp, "/hz", &["a:1".into()])[0].is_empty());
         assert!(r[1].starts_with(b"GET /hz HTTP/1.1\r\nHost: b:2\r\n"));
         assert!(r[0].ends_with(b"Connection: close\r\n\r\n"));
     }

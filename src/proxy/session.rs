@@ -106,6 +106,8 @@ pub struct Session {
     pub served: u32,
     /// A backend connection dropped by [`Session::answer`], waiting to be closed.
     pub orphan: Option<Upstream>,
+    /// TCP mode: bytes are relayed untouched, and the proxy never writes HTTP of its own.
+    pub raw: bool,
 }
 
 /// The outcome of one piece of work on a session.
@@ -161,7 +163,14 @@ impl Session {
             deadline,
             served: 0,
             orphan: None,
+            raw: false,
         }
+    }
+
+    /// Makes this a TCP-mode session: a raw exchange waiting for its backend connection.
+    pub fn start_raw(&mut self) {
+        self.raw = true;
+        self.phase = Phase::Exchange(Box::new(Exchange::raw()));
     }
 
     /// The backend connection it holds, if any.
@@ -176,7 +185,9 @@ impl Session {
     /// Queues a canned answer and moves to closing. A backend connection the session held is
     /// set aside in `orphan`, for the loop to close: the session cannot reach the slab.
     pub fn answer(&mut self, canned: Canned) {
-        self.out.vec().extend_from_slice(canned.bytes());
+        if !self.raw {
+            self.out.vec().extend_from_slice(canned.bytes());
+        }
         let old = std::mem::replace(&mut self.phase, Phase::Closing { shut: false });
         self.orphan = match old {
             Phase::Exchange(ex) => ex.up,

@@ -6,4 +6,5 @@ mod corpus;
 mod echo;
 mod health;
 mod proxy;
+mod tcp;
 mod util;
