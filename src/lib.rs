@@ -25,6 +25,8 @@
 //! - [`cli`]: flag reading and the duration and size syntax both binaries share.
 //! - [`fuzzing`]: the entry points the fuzz targets and the corpus replay test share.
 //! - [`health`]: up/down from probes, ejection from real traffic, slowness; pure.
+//! - [`metrics`]: the proxy's counters and gauges, and their Prometheus text; pure.
+//! - [`logging`]: the process log (text or JSON lines) and the access-log line.
 //! - [`echo`]: the `rr-echo` backend server.
 //! - [`proxy`]: the `rr-proxy` load balancer.
 
@@ -34,6 +36,8 @@ pub mod echo;
 pub mod fuzzing;
 pub mod health;
 pub mod http;
+pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod proxy;
 pub mod rng;
