@@ -39,7 +39,8 @@ export PATH="$PATH:/usr/sbin:/sbin"
 # ---------------------------------------------------------------------------------------------
 # Fixed layout. Ports are away from start-all.sh's 8080-8083 so both can run at once.
 
-# BENCH_PORT_BASE moves the whole block (default 18080: rr-proxy 18080, backends 18081-18083).
+# BENCH_PORT_BASE moves the whole block (default 18080: rr-proxy 18080, backends 18081-18083);
+# keep it below the ephemeral range (ip_local_port_range), where client sockets may hold a port.
 readonly BASE=${BENCH_PORT_BASE:-18080}
 readonly BACKEND_PORTS=($((BASE + 1)) $((BASE + 2)) $((BASE + 3)))
 readonly PORT_RR_PROXY=$BASE
@@ -420,7 +421,7 @@ reset_peak() {
 # Targets: label -> "port pid pid ...". Set up once the processes run.
 declare -A TARGET=()
 
-# run_wrk OUTFILE CONNS PORT PATH EXTRA...: one wrk run on the load core.
+# run_wrk OUTFILE CONNS PORT PATH SECS EXTRA...: one wrk run on the load core.
 run_wrk() {
     local out=$1 conns=$2 port=$3 path=$4 secs=$5
     shift 5
