@@ -58,8 +58,8 @@ readonly REPORT=scripts/bench_report.py
 readonly READY_SECS=10
 
 usage() {
-    sed -n '/^# Usage:/,/^# Environment:/{s/^# \{0,1\}//;p}' "$0"
-    exit "${1:-0}"
+    sed -n '/^# Usage:/,/^set -euo/{/^#/{s/^# \{0,1\}//;p}}' "$0"
+    exit 0
 }
 
 die() {
@@ -82,8 +82,8 @@ while [ $# -gt 0 ]; do
     --duration=*) duration=${1#*=} ;;
     --scenarios) only=${2:?--scenarios needs a value}; shift ;;
     --scenarios=*) only=${1#*=} ;;
-    -h | --help) usage 0 ;;
-    *) echo "bench: unknown argument '$1'" >&2; usage 2 ;;
+    -h | --help) usage ;;
+    *) echo "bench: unknown argument '$1' (see scripts/bench.sh --help)" >&2; exit 2 ;;
     esac
     shift
 done
