@@ -122,6 +122,23 @@ impl Health {
         }
     }
 
+    /// Tracks `n` backends: new ones start up, extra ones are dropped.
+    pub fn resize(&mut self, n: usize) {
+        self.states.resize(n, State::default());
+    }
+
+    /// Forgets what was known of backend `i` (its slot now holds another backend).
+    pub fn reset(&mut self, i: usize) {
+        if let Some(s) = self.states.get_mut(i) {
+            *s = State::default();
+        }
+    }
+
+    /// New rules; what is known of each backend stays.
+    pub fn set_config(&mut self, cfg: HealthConfig) {
+        self.cfg = cfg;
+    }
+
     /// How many backends it tracks.
     pub fn len(&self) -> usize {
         self.states.len()

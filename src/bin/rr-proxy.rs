@@ -1,9 +1,11 @@
-//! `rr-proxy`: flags → validated config → bind → run. Exit codes: 0 after `--help`, 1 when
-//! the proxy cannot start or stops on an error, 2 for a bad command line.
+//! `rr-proxy`: flags → validated config → bind → run. Exit codes: 0 after `--help` and after a
+//! drain (SIGTERM or SIGINT), 1 when the proxy cannot start, stops on an error, or a second
+//! signal cut the drain short, 2 for a bad command line.
 
 use std::io::Write;
 use std::process::ExitCode;
 
+use rr_proxy::proxy::control::Stop;
 use rr_proxy::proxy::{self, config};
 
 fn main() -> ExitCode {
@@ -31,7 +33,9 @@ fn main() -> ExitCode {
     println!("listening on {addr}");
     let _ = std::io::stdout().flush();
     match proxy::run(listener, cfg) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Stop::Drained | Stop::DrainTimedOut) => ExitCode::SUCCESS,
+        // A second signal cut the drain short: requests may have been lost.
+        Ok(Stop::Forced) => ExitCode::from(1),
         Err(e) => {
             eprintln!("rr-proxy: {e}");
             ExitCode::from(1)

@@ -82,6 +82,31 @@ pub struct Config {
     pub probe: ProbeConfig,
     /// Rise and fall, ejection and slowness rules.
     pub health: HealthConfig,
+    /// After SIGTERM, how long requests in flight may take before the proxy exits anyway.
+    pub drain_timeout: Duration,
+    /// Where the settings came from, so SIGHUP can read them again the same way.
+    pub origin: Origin,
+}
+
+/// The command line and environment a config was made from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The arguments after the program name.
+    pub args: Vec<String>,
+    /// `BACKEND_SERVERS`, if set.
+    pub env_backends: Option<String>,
+}
+
+impl Config {
+    /// Reads the settings again from the same flags, environment and `--config` file: what
+    /// SIGHUP does. The file is the part that can have changed.
+    pub fn reread(&self) -> Result<Config, UsageError> {
+        let o = &self.origin;
+        match from_args(o.args.clone().into_iter(), o.env_backends.clone())? {
+            Command::Run(cfg) => Ok(*cfg),
+            Command::Help => Err(UsageError("--help on reload".into())),
+        }
+    }
 }
 
 /// The defaults, also printed by `--help`.
@@ -100,6 +125,8 @@ pub const DEFAULT_MAX_CONNS: usize = 10_000;
 pub const DEFAULT_BUFFER_SIZE: usize = 16 * 1024;
 /// See [`Config::pool_size`].
 pub const DEFAULT_POOL_SIZE: usize = 64;
+/// See [`Config::drain_timeout`].
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most a weight can be: enough for any real ratio, small enough that credit sums stay far
 /// from overflow.
 pub const MAX_WEIGHT: u32 = 1000;
@@ -128,6 +155,8 @@ OPTIONS:
     --buffer-size SIZE       size of each relay buffer [default: 16K]
     --pool-size N            idle connections kept per backend [default: 64]
     --no-backend-header      do not add X-Backend-Server to responses
+    --drain-timeout DUR      after SIGTERM or SIGINT, longest wait for requests in
+                             flight before exiting [default: 10s]
 
 HEALTH:
     --health http|tcp        probe with GET PATH, or with a TCP connect only [default: http]
@@ -155,6 +184,7 @@ DUR is a number with a unit: 500ms, 3s, 1m. SIZE is bytes, or with K, M or G.
 /// Settings as strings, before validation; `None` means not given at this layer.
 #[derive(Clone, Debug, Default)]
 pub struct RawConfig {
+    drain_timeout: Option<String>,
     mode: Option<String>,
     health: Option<String>,
     listen: Option<String>,
@@ -195,8 +225,13 @@ pub fn from_args(
     args: impl Iterator<Item = String>,
     env_backends: Option<String>,
 ) -> Result<Command, UsageError> {
+    let args: Vec<String> = args.collect();
+    let origin = Origin {
+        args: args.clone(),
+        env_backends: env_backends.clone(),
+    };
     let mut raw = RawConfig::default();
-    let mut a = Args::new(args);
+    let mut a = Args::new(args.into_iter());
     while let Some(flag) = a.next_flag() {
         let flag = flag?;
         let slot = match flag.as_str() {
@@ -226,7 +261,9 @@ pub fn from_args(
             .map_err(|e| UsageError(format!("--config {path:?}: {e}")))?;
         raw = raw.over(file);
     }
-    Ok(Command::Run(Box::new(raw.validate()?)))
+    let mut cfg = raw.validate()?;
+    cfg.origin = origin;
+    Ok(Command::Run(Box::new(cfg)))
 }
 
 impl RawConfig {
@@ -234,6 +271,7 @@ impl RawConfig {
     fn slot(&mut self, name: &str) -> Option<&mut Option<String>> {
         Some(match name {
             "listen" => &mut self.listen,
+            "drain-timeout" => &mut self.drain_timeout,
             "mode" => &mut self.mode,
             "health" => &mut self.health,
             "backends" => &mut self.backends,
@@ -304,6 +342,7 @@ impl RawConfig {
     /// `self` with every unset setting taken from `lower`.
     fn over(self, lower: RawConfig) -> RawConfig {
         RawConfig {
+            drain_timeout: self.drain_timeout.or(lower.drain_timeout),
             mode: self.mode.or(lower.mode),
             health: self.health.or(lower.health),
             listen: self.listen.or(lower.listen),
@@ -417,7 +456,10 @@ impl RawConfig {
             "tcp" => Mode::Tcp,
             other => return Err(named("mode", other, "must be http or tcp")),
         };
+        let drain_timeout = dur("drain-timeout", &self.drain_timeout, DEFAULT_DRAIN_TIMEOUT)?;
         Ok(Config {
+            drain_timeout,
+            origin: Origin::default(),
             mode,
             probe,
             health,

@@ -184,8 +184,10 @@ impl Proxy {
                     let pick = if ex.attempts >= limit {
                         None
                     } else {
-                        self.balancer
-                            .next(|i| tried & bit(i) == 0 && health.take_turn(i, now))
+                        let retired = &self.retired;
+                        self.balancer.next(|i| {
+                            tried & bit(i) == 0 && !retired[i] && health.take_turn(i, now)
+                        })
                     };
                     let Some(b) = pick else {
                         if ex.attempts == 0 {
@@ -201,6 +203,7 @@ impl Proxy {
                     ex.tried |= bit(b);
                     ex.attempts += 1;
                     if let Some(up) = self.take_pooled(b, key) {
+                        self.inflight[b] += 1;
                         self.end_head(&mut s.reqhead, &ex.meta, b);
                         ex.up = Some(up);
                         s.deadline = now + self.cfg.backend_timeout;
@@ -211,6 +214,7 @@ impl Proxy {
                 }
             };
             if let Some(up) = self.connect(backend, key) {
+                self.inflight[backend] += 1;
                 ex.started = now;
                 self.end_head(&mut s.reqhead, &ex.meta, backend);
                 ex.up = Some(up);
@@ -476,7 +480,10 @@ impl Proxy {
                 };
                 let dechunk = kind == BodyKind::Chunked && ex.meta.version == Version::Http10;
                 edits.dechunk = dechunk;
-                edits.close = !ex.meta.keep_alive || kind == BodyKind::UntilClose || dechunk;
+                edits.close = !ex.meta.keep_alive
+                    || kind == BodyKind::UntilClose
+                    || dechunk
+                    || self.draining.is_some();
                 rewrite::response_head(s.out.vec(), &resp, edits);
                 Some(Resp::Body {
                     dec: BodyDecoder::new(kind),

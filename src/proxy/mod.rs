@@ -7,6 +7,7 @@
 //! pool, and their slab entry holds them.
 
 pub mod config;
+pub mod control;
 mod exchange;
 mod probe;
 mod rewrite;
@@ -27,6 +28,7 @@ use crate::net::buffer::BufferPool;
 use crate::rng::Rng;
 use crate::timer::{TimerId, TimerWheel};
 pub use config::Config;
+use control::{Signals, Stop};
 use session::Session;
 use token::Source;
 use upstream::{Pool, Upstream};
@@ -71,12 +73,15 @@ enum Timer {
     ProbeTimeout(usize),
     /// This backend's ejection ends.
     EjectionEnd(usize),
+    /// The drain after a stop signal has taken long enough.
+    DrainDeadline,
 }
 
 /// Everything the loop owns.
 pub struct Proxy {
     poll: Poll,
-    listener: TcpListener,
+    /// Closed (`None`) once a drain starts, so new clients are refused rather than left waiting.
+    listener: Option<TcpListener>,
     conns: Slab<Conn>,
     timers: TimerWheel<Timer>,
     cfg: Config,
@@ -95,10 +100,23 @@ pub struct Proxy {
     again: Vec<usize>,
     /// Buffer storage reused across connections.
     bufs: BufferPool,
+    /// The signal pipes, if they could be set up.
+    signals: Option<Signals>,
+    /// Since when a stop signal has the proxy draining.
+    draining: Option<Instant>,
+    /// Set when the loop is to end.
+    stopped: Option<Stop>,
+    /// Backends removed by a reload: no new requests, in-flight ones finish (same index).
+    retired: Vec<bool>,
+    /// Backend connections attached to a request, per backend.
+    inflight: Vec<u32>,
+    /// Whether a backend's chain of probe timers is running.
+    probing: Vec<bool>,
 }
 
-/// Runs the proxy on `listener` until an unrecoverable error.
-pub fn run(listener: std::net::TcpListener, cfg: Config) -> io::Result<()> {
+/// Runs the proxy on `listener` until a stop signal has been handled, or an unrecoverable
+/// error.
+pub fn run(listener: std::net::TcpListener, cfg: Config) -> io::Result<Stop> {
     let mut proxy = Proxy::new(listener, cfg)?;
     proxy.serve()
 }
@@ -112,9 +130,18 @@ impl Proxy {
         poll.registry()
             .register(&mut listener, token::LISTENER, Interest::READABLE)?;
         let n = cfg.backends.len();
+        let signals = Signals::install(poll.registry())
+            .map_err(|e| log::warn!("signals: {e}; SIGTERM and SIGHUP will not be handled"))
+            .ok();
         Ok(Proxy {
+            signals,
+            draining: None,
+            stopped: None,
+            retired: vec![false; n],
+            inflight: vec![0; n],
+            probing: vec![false; n],
             poll,
-            listener,
+            listener: Some(listener),
             conns: Slab::with_capacity(1024),
             timers: TimerWheel::new(TIMER_TICK, TIMER_SLOTS, Instant::now()),
             balancer: Balancer::new(&cfg.backends.iter().map(|b| b.weight).collect::<Vec<_>>()),
@@ -137,8 +164,8 @@ impl Proxy {
         })
     }
 
-    /// The loop: poll, dispatch each event by token, expire timers, repeat.
-    pub fn serve(&mut self) -> io::Result<()> {
+    /// The loop: poll, dispatch each event by token, expire timers, until stopped.
+    pub fn serve(&mut self) -> io::Result<Stop> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         self.schedule_probes(Instant::now());
         loop {
@@ -156,12 +183,22 @@ impl Proxy {
                 match token::source(event.token()) {
                     Source::Listener => self.accept(),
                     Source::Conn(key) => self.on_event(key, event),
+                    Source::Stop => self.on_stop_signal(Instant::now()),
+                    Source::Reload => self.on_reload_signal(Instant::now()),
+                    Source::Admin | Source::Unused => {}
                 }
             }
             for key in std::mem::take(&mut self.again) {
                 self.drive(key);
             }
             self.expire(Instant::now());
+            if let Some(stop) = self.stopped {
+                return Ok(stop);
+            }
+            if self.draining.is_some() && self.clients == 0 {
+                log::warn!("drained: exiting");
+                return Ok(Stop::Drained);
+            }
         }
     }
 
@@ -173,7 +210,10 @@ impl Proxy {
                 self.accept_paused = true;
                 return;
             }
-            match self.listener.accept() {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
                 Ok((sock, peer)) => self.open_session(sock, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -191,7 +231,7 @@ impl Proxy {
     }
 
     fn resume_accept(&mut self) {
-        if self.accept_paused && self.clients < self.cfg.max_conns {
+        if self.accept_paused && self.draining.is_none() && self.clients < self.cfg.max_conns {
             self.accept_paused = false;
             self.accept();
         }
@@ -258,9 +298,12 @@ impl Proxy {
         while let Some((id, timer)) = self.timers.pop_expired(now) {
             match timer {
                 Timer::ResumeAccept => {
-                    self.accept_paused = false;
-                    self.accept();
+                    if self.draining.is_none() {
+                        self.accept_paused = false;
+                        self.accept();
+                    }
                 }
+                Timer::DrainDeadline => self.drain_deadline(),
                 Timer::Session(key) => self.on_deadline(key, id, now),
                 Timer::ProbeDue(backend) => self.start_probe(backend, now),
                 Timer::ProbeTimeout(key) => self.on_probe_timeout(key, id, now),

@@ -77,6 +77,10 @@ impl Proxy {
             return;
         }
         for b in 0..self.cfg.backends.len() {
+            if self.retired[b] || self.probing[b] {
+                continue;
+            }
+            self.probing[b] = true;
             let at = now + interval.mul_f64(self.rng.next_f64());
             self.timers.insert(at, Timer::ProbeDue(b));
         }
@@ -84,6 +88,14 @@ impl Proxy {
 
     /// Starts a probe of `backend`.
     pub(super) fn start_probe(&mut self, backend: usize, now: Instant) {
+        let retired = self.retired.get(backend).copied().unwrap_or(true);
+        if retired || self.cfg.probe.interval.is_zero() {
+            // Removed by a reload, or probing turned off: this chain of probes ends.
+            if let Some(p) = self.probing.get_mut(backend) {
+                *p = false;
+            }
+            return;
+        }
         let Some(b) = self.cfg.backends.get(backend) else {
             return;
         };

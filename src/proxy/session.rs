@@ -302,7 +302,7 @@ impl Proxy {
             if let Some(up) = ex.up {
                 self.release(up, reuse);
             }
-            if close_client || !request_done {
+            if close_client || !request_done || self.draining.is_some() {
                 s.phase = Phase::Closing { shut: false };
                 s.deadline = now + LINGER;
                 self.arm(key, &mut s.timer, s.deadline);
@@ -317,7 +317,11 @@ impl Proxy {
     /// Parks a backend connection for reuse, or closes it.
     pub(super) fn release(&mut self, mut up: Upstream, reuse: bool) {
         let key = up.key;
-        let reusable = reuse && !up.eof && up.inbuf.is_empty();
+        if let Some(n) = self.inflight.get_mut(up.backend) {
+            *n = n.saturating_sub(1);
+        }
+        let retired = self.retired.get(up.backend).copied().unwrap_or(true);
+        let reusable = reuse && !retired && !up.eof && up.inbuf.is_empty();
         if reusable && self.pools[up.backend].park(key, self.cfg.pool_size) {
             up.reused = true;
             self.conns[key] = Conn::Pooled(up);
@@ -326,6 +330,15 @@ impl Proxy {
         let _ = self.poll.registry().deregister(&mut up.sock);
         self.conns.try_remove(key);
         self.bufs.give(up.inbuf);
+    }
+
+    /// Closes an idle session (a drain does this to keep-alive connections between requests).
+    pub(super) fn close_idle(&mut self, key: usize) {
+        if let Some(Conn::Client(_)) = self.conns.get(key) {
+            if let Conn::Client(s) = std::mem::replace(&mut self.conns[key], Conn::Busy) {
+                self.close_session(key, s);
+            }
+        }
     }
 
     fn close_session(&mut self, key: usize, mut s: Box<Session>) {

@@ -5,6 +5,7 @@ mod backend;
 mod corpus;
 mod echo;
 mod health;
+mod ops;
 mod proxy;
 mod tcp;
 mod util;

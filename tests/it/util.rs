@@ -102,6 +102,36 @@ impl Proc {
         self.child.id()
     }
 
+    /// Sends it a signal by name (`TERM`, `HUP`, ...) with the system's `kill`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("kill -{name}: {e}"));
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits (up to [`DEADLINE`]) for it to exit by itself; its exit code, `None` if a signal
+    /// ended it. Panics if it is still running at the deadline.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status.code(),
+                Ok(None) if Instant::now() < deadline => {
+                    // Exit is only visible by asking; ask every few milliseconds.
+                    thread::sleep(Duration::from_millis(5));
+                }
+                Ok(None) => panic!(
+                    "still running after {DEADLINE:?}; stderr:\n{}",
+                    self.stderr()
+                ),
+                Err(e) => panic!("wait: {e}"),
+            }
+        }
+    }
+
     /// A new client connected to it.
     pub fn client(&self) -> Client {
         Client::connect(self.addr)

@@ -1,0 +1,175 @@
+//! Operating rr-proxy: SIGTERM drains and exits 0, a second signal stops at once, SIGHUP
+//! reloads the config file under traffic, and a bad file is refused.
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::backend::{ok_response, Backend, Reply};
+use crate::proxy::proxy;
+use crate::util::{self, Proc};
+
+/// A backend that tells the test when a request for `/slow` arrived and answers it only when
+/// told to; other requests are answered at once.
+fn gated_backend() -> (Backend, mpsc::Receiver<()>, mpsc::Sender<()>) {
+    let (arrived_tx, arrived_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let arrived = Mutex::new(arrived_tx);
+    let release = Mutex::new(release_rx);
+    let b = Backend::start(move |seen| {
+        if !seen.head.starts_with("GET /slow ") {
+            return Reply::Bytes(ok_response("quick"));
+        }
+        if let Ok(tx) = arrived.lock() {
+            let _ = tx.send(());
+        }
+        if let Ok(rx) = release.lock() {
+            let _ = rx.recv_timeout(util::DEADLINE);
+        }
+        Reply::Bytes(ok_response("slow but fine"))
+    });
+    (b, arrived_rx, release_tx)
+}
+
+const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+
+#[test]
+fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
+    let (b, arrived, release) = gated_backend();
+    let mut p = proxy(&[b.addr], &[]);
+    let mut idle = p.client();
+    assert_eq!(idle.request(GET).status, 200); // a keep-alive connection, now idle
+    let mut busy = p.client();
+    busy.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+    arrived
+        .recv_timeout(util::DEADLINE)
+        .expect("the request reached the backend");
+    p.signal("TERM");
+    // The idle connection is closed at once; the busy one is answered, with Connection: close.
+    idle.expect_closed();
+    release.send(()).expect("release");
+    let r = busy.read_response();
+    assert_eq!((r.status, r.text().as_str()), (200, "slow but fine"));
+    assert_eq!(r.header("connection"), Some("close"));
+    busy.expect_closed();
+    assert_eq!(p.wait_exit(), Some(0));
+}
+
+#[test]
+fn a_second_signal_stops_at_once() {
+    let b = Backend::start(|_| Reply::Silence);
+    let mut p = proxy(&[b.addr], &["--drain-timeout", "1m"]);
+    let mut c = p.client();
+    c.send(GET);
+    // The request is in flight once the backend has it.
+    let deadline = Instant::now() + util::DEADLINE;
+    while b.seen().is_empty() {
+        assert!(Instant::now() < deadline, "request never arrived");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    p.signal("TERM");
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(), Some(1));
+}
+
+fn write_config(path: &std::path::Path, backends: &[SocketAddr]) {
+    let list: Vec<String> = backends.iter().map(|a| format!("\"{a}\"")).collect();
+    let json = format!(
+        "{{\"backends\": [{}], \"health_interval\": \"0s\"}}",
+        list.join(",")
+    );
+    std::fs::write(path, json).expect("write config");
+}
+
+fn temp_config(tag: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("rr-proxy-test-{tag}-{}.json", std::process::id()))
+}
+
+/// Which instances answer the next `n` requests.
+fn names(p: &Proc, n: usize) -> Vec<String> {
+    let mut c = p.client();
+    (0..n)
+        .map(|_| {
+            let r = c.request(HEALTHZ);
+            assert_eq!(r.status, 200, "no request fails across a reload");
+            r.header("x-echo-instance").unwrap_or("").to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn sighup_swaps_backends_under_traffic_without_a_failed_request() {
+    let e: Vec<Proc> = (1..=3)
+        .map(|i| util::echo(&["--name", &format!("e{i}")]))
+        .collect();
+    let path = temp_config("reload");
+    write_config(&path, &[e[0].addr(), e[1].addr()]);
+    let p = Proc::spawn(
+        util::PROXY,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            path.to_str().unwrap_or(""),
+        ],
+    );
+    let mut got = names(&p, 4);
+    got.sort();
+    assert_eq!(got, ["e1", "e1", "e2", "e2"]);
+    // Traffic keeps flowing on another connection while the config changes.
+    let addr = p.addr();
+    let traffic = std::thread::spawn(move || {
+        let mut c = util::Client::connect(addr);
+        for _ in 0..300 {
+            assert_eq!(c.request(HEALTHZ).status, 200);
+        }
+    });
+    write_config(&path, &[e[1].addr(), e[2].addr()]);
+    p.signal("HUP");
+    let deadline = Instant::now() + util::DEADLINE;
+    loop {
+        assert!(Instant::now() < deadline, "reload never took effect");
+        let now: Vec<String> = names(&p, 6);
+        if now.iter().all(|n| n != "e1") && now.iter().any(|n| n == "e3") {
+            break;
+        }
+    }
+    traffic.join().expect("no failed request during the reload");
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn a_bad_config_on_sighup_is_refused_and_the_old_one_serves() {
+    let e1 = util::echo(&["--name", "e1"]);
+    let e2 = util::echo(&["--name", "e2"]);
+    let path = temp_config("bad");
+    write_config(&path, &[e1.addr()]);
+    let p = Proc::spawn(
+        util::PROXY,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            path.to_str().unwrap_or(""),
+        ],
+    );
+    assert_eq!(names(&p, 2), ["e1", "e1"]);
+    std::fs::write(&path, "{\"backends\": [\"127.0.0.1:1\"], \"max_conns\": 0").expect("write");
+    p.signal("HUP");
+    let deadline = Instant::now() + util::DEADLINE;
+    while !p.stderr().contains("reload refused") {
+        assert!(Instant::now() < deadline, "no refusal logged");
+        assert_eq!(names(&p, 1), ["e1"]);
+    }
+    assert_eq!(names(&p, 3), ["e1", "e1", "e1"]);
+    // A valid file afterwards is taken.
+    write_config(&path, &[e2.addr()]);
+    p.signal("HUP");
+    let deadline = Instant::now() + util::DEADLINE;
+    while names(&p, 1) != ["e2"] {
+        assert!(Instant::now() < deadline, "the good config was not taken");
+    }
+    let _ = std::fs::remove_file(&path);
+}
