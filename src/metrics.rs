@@ -139,6 +139,13 @@ impl Metrics {
         m
     }
 
+    /// Responses a backend gave, all classes together (for status pages).
+    pub fn requests_of(&self, backend: usize) -> u64 {
+        self.backends
+            .get(backend)
+            .map_or(0, |b| b.requests.iter().sum())
+    }
+
     /// After a reload: indices now follow `backend_names`. A backend whose name was there
     /// before keeps its counters (so Prometheus sees no reset); new ones start at zero; the
     /// series of removed ones disappear.

@@ -5,11 +5,11 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use rr_proxy::logging;
 use rr_proxy::proxy::control::Stop;
-use rr_proxy::proxy::{self, config};
+use rr_proxy::proxy::{self, config, Listeners};
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let env_backends = std::env::var("BACKEND_SERVERS").ok();
     let cfg = match config::from_args(std::env::args().skip(1), env_backends) {
         Ok(config::Command::Help) => {
@@ -22,17 +22,22 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let listener = match std::net::TcpListener::bind(cfg.listen) {
+    logging::init(Some(&log_filter(&cfg)), cfg.log_format);
+    let listeners = match Listeners::bind(&cfg) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("rr-proxy: cannot listen on {}: {e}", cfg.listen);
             return ExitCode::from(1);
         }
     };
-    let addr = listener.local_addr().map_or(cfg.listen, |a| a);
+    // Tests and scripts read these lines to learn the ports (`--listen 127.0.0.1:0` works).
+    let addr = listeners.traffic.local_addr().map_or(cfg.listen, |a| a);
     println!("listening on {addr}");
+    if let Some(Ok(admin)) = listeners.admin.as_ref().map(|a| a.local_addr()) {
+        println!("admin on {admin}");
+    }
     let _ = std::io::stdout().flush();
-    match proxy::run(listener, cfg) {
+    match proxy::run(listeners, cfg) {
         Ok(Stop::Drained | Stop::DrainTimedOut) => ExitCode::SUCCESS,
         // A second signal cut the drain short: requests may have been lost.
         Ok(Stop::Forced) => ExitCode::from(1),
@@ -40,5 +45,23 @@ fn main() -> ExitCode {
             eprintln!("rr-proxy: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// The log filter: `--log-level`, else a valid `RUST_LOG`, else `warn`; with `--access-log`,
+/// the `access` target at `info` on top.
+fn log_filter(cfg: &config::Config) -> String {
+    let env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| logging::check_level(v).is_ok());
+    let base = cfg
+        .log_level
+        .clone()
+        .or(env)
+        .unwrap_or_else(|| "warn".into());
+    if cfg.access_log {
+        format!("{base},{}=info", logging::ACCESS_TARGET)
+    } else {
+        base
     }
 }

@@ -308,6 +308,16 @@ pub enum BodyError {
     Truncated,
 }
 
+impl BodyError {
+    /// A short reason, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BodyError::Chunked(e) => e.as_str(),
+            BodyError::Truncated => "connection closed before the body ended",
+        }
+    }
+}
+
 impl std::fmt::Display for BodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

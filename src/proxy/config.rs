@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::cli::{self, Args, UsageError};
 use crate::health::HealthConfig;
 use crate::http::head::DEFAULT_MAX_HEAD;
+use crate::logging::{self, LogFormat};
 
 /// One backend as configured.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +87,16 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Where the settings came from, so SIGHUP can read them again the same way.
     pub origin: Origin,
+    /// Where `/metrics`, `/status` and `/healthz` are served, if anywhere.
+    pub admin: Option<SocketAddr>,
+    /// The log filter (`--log-level`), else `RUST_LOG`, else `warn`.
+    pub log_level: Option<String>,
+    /// Text or JSON lines.
+    pub log_format: LogFormat,
+    /// One line per request under the `access` target.
+    pub access_log: bool,
+    /// Event loops (threads) sharing the listening port.
+    pub workers: usize,
 }
 
 /// The command line and environment a config was made from.
@@ -125,6 +136,8 @@ pub const DEFAULT_MAX_CONNS: usize = 10_000;
 pub const DEFAULT_BUFFER_SIZE: usize = 16 * 1024;
 /// See [`Config::pool_size`].
 pub const DEFAULT_POOL_SIZE: usize = 64;
+/// The most workers: more threads than this many cores only add contention.
+pub const MAX_WORKERS: usize = 256;
 /// See [`Config::drain_timeout`].
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most a weight can be: enough for any real ratio, small enough that credit sums stay far
@@ -158,6 +171,17 @@ OPTIONS:
     --drain-timeout DUR      after SIGTERM or SIGINT, longest wait for requests in
                              flight before exiting [default: 10s]
 
+OPERATIONS:
+    --workers N              event loops, one thread each, sharing the port through
+                             SO_REUSEPORT [default: 1]
+    --admin ADDR             serve GET /metrics, /status and /healthz there [default: off]
+    --log-level FILTER       error, warn, info, debug, or env_logger filters such as
+                             warn,rr_proxy=debug [default: RUST_LOG, else warn]
+    --log-format text|json   one line per event, as text or a JSON object [default: text]
+    --access-log             one line per request: client, method, path, status,
+                             backend, bytes each way, duration, and why the proxy
+                             answered by itself when it did
+
 HEALTH:
     --health http|tcp        probe with GET PATH, or with a TCP connect only [default: http]
     --health-path PATH       path of the active probe [default: /healthz]
@@ -184,6 +208,11 @@ DUR is a number with a unit: 500ms, 3s, 1m. SIZE is bytes, or with K, M or G.
 /// Settings as strings, before validation; `None` means not given at this layer.
 #[derive(Clone, Debug, Default)]
 pub struct RawConfig {
+    workers: Option<String>,
+    admin: Option<String>,
+    log_level: Option<String>,
+    log_format: Option<String>,
+    access_log: Option<bool>,
     drain_timeout: Option<String>,
     mode: Option<String>,
     health: Option<String>,
@@ -244,6 +273,10 @@ pub fn from_args(
                 raw.eject_5xx = Some(true);
                 continue;
             }
+            "access-log" => {
+                raw.access_log = Some(true);
+                continue;
+            }
             name => raw.slot(name),
         };
         match slot {
@@ -271,6 +304,10 @@ impl RawConfig {
     fn slot(&mut self, name: &str) -> Option<&mut Option<String>> {
         Some(match name {
             "listen" => &mut self.listen,
+            "admin" => &mut self.admin,
+            "workers" => &mut self.workers,
+            "log-level" => &mut self.log_level,
+            "log-format" => &mut self.log_format,
             "drain-timeout" => &mut self.drain_timeout,
             "mode" => &mut self.mode,
             "health" => &mut self.health,
@@ -309,15 +346,17 @@ impl RawConfig {
         let mut raw = RawConfig::default();
         for (key, v) in obj {
             let name = key.replace('_', "-");
-            if name == "backend-header" || name == "eject-5xx" {
+            let flag = match name.as_str() {
+                "backend-header" => Some(&mut raw.backend_header),
+                "eject-5xx" => Some(&mut raw.eject_5xx),
+                "access-log" => Some(&mut raw.access_log),
+                _ => None,
+            };
+            if let Some(flag) = flag {
                 let b = v
                     .as_bool()
                     .ok_or_else(|| format!("{key}: expected true or false"))?;
-                if name == "eject-5xx" {
-                    raw.eject_5xx = Some(b);
-                } else {
-                    raw.backend_header = Some(b);
-                }
+                *flag = Some(b);
                 continue;
             }
             let text = match v {
@@ -342,6 +381,11 @@ impl RawConfig {
     /// `self` with every unset setting taken from `lower`.
     fn over(self, lower: RawConfig) -> RawConfig {
         RawConfig {
+            workers: self.workers.or(lower.workers),
+            admin: self.admin.or(lower.admin),
+            log_level: self.log_level.or(lower.log_level),
+            log_format: self.log_format.or(lower.log_format),
+            access_log: self.access_log.or(lower.access_log),
             drain_timeout: self.drain_timeout.or(lower.drain_timeout),
             mode: self.mode.or(lower.mode),
             health: self.health.or(lower.health),
@@ -457,7 +501,29 @@ impl RawConfig {
             other => return Err(named("mode", other, "must be http or tcp")),
         };
         let drain_timeout = dur("drain-timeout", &self.drain_timeout, DEFAULT_DRAIN_TIMEOUT)?;
+        let workers = setting("workers", &self.workers, 1, cli::parse_num::<usize>)?;
+        if !(1..=MAX_WORKERS).contains(&workers) {
+            return Err(UsageError(format!("--workers: must be 1 to {MAX_WORKERS}")));
+        }
+        let admin = match &self.admin {
+            Some(text) => Some(resolve(text).map_err(|e| named("admin", text, &e))?),
+            None => None,
+        };
+        if let Some(level) = &self.log_level {
+            logging::check_level(level).map_err(|e| named("log-level", level, e.as_str()))?;
+        }
+        let log_format = match self.log_format.as_deref() {
+            None => LogFormat::Text,
+            Some(f) => f
+                .parse()
+                .map_err(|_| named("log-format", f, "must be text or json"))?,
+        };
         Ok(Config {
+            workers,
+            admin,
+            log_level: self.log_level.clone(),
+            log_format,
+            access_log: self.access_log.unwrap_or(false),
             drain_timeout,
             origin: Origin::default(),
             mode,

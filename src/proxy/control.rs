@@ -17,8 +17,8 @@ use super::upstream::Pool;
 use super::{probe, token, Conn, Proxy, Timer};
 use crate::balancer::Balancer;
 
-/// How the loop ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How the loop ended, from best to worst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stop {
     /// Every connection finished after SIGTERM or SIGINT.
     Drained,
@@ -182,6 +182,7 @@ impl Proxy {
         let weights: Vec<u32> = slots.iter().map(|b| b.weight).collect();
         self.balancer = Balancer::new(&weights);
         let names: Vec<String> = slots.iter().map(|b| b.name.clone()).collect();
+        self.metrics.set_backends(&names);
         self.probe_requests = probe::requests(new.probe.kind, &new.probe.path, &names);
         new.backends = slots;
         self.retired = retired;

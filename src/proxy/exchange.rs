@@ -192,10 +192,10 @@ impl Proxy {
                     let Some(b) = pick else {
                         if ex.attempts == 0 {
                             log::warn!("{}: no usable backend (all down or ejected)", s.peer);
-                            s.answer(Canned::ServiceUnavailable);
+                            s.answer(Canned::ServiceUnavailable, "no usable backend");
                         } else {
                             log::warn!("{}: every backend tried failed", s.peer);
-                            s.answer(Canned::BadGateway);
+                            s.answer(Canned::BadGateway, "every backend tried failed");
                         }
                         return Step::Progress;
                     };
@@ -252,6 +252,7 @@ impl Proxy {
             Ok(sock) => sock,
             Err(e) => {
                 log::warn!("connect {addr}: {e}");
+                self.metrics.record_connect_failure(backend);
                 return None;
             }
         };
@@ -362,6 +363,9 @@ impl Proxy {
         let backend = up.backend;
         let reused = up.reused;
         self.release(up, false);
+        if why == Failure::Connect {
+            self.metrics.record_connect_failure(backend);
+        }
         let outcome = match why {
             Failure::Connect => Some(Outcome::ConnectFailed),
             // A pooled connection closed while idle says nothing about the backend.
@@ -381,14 +385,17 @@ impl Proxy {
         ex.body_sent = 0;
         let resend = !ex.committed;
         if why == Failure::Connect {
+            self.metrics.record_retry(backend);
             return self.attach(key, s, now, None);
         }
         if resend && reused && !ex.stale_retried {
             // The classic stale keep-alive: the backend closed it while it sat in the pool.
             ex.stale_retried = true;
+            self.metrics.record_retry(backend);
             return self.attach(key, s, now, Some(backend));
         }
         if resend && ex.meta.method.is_idempotent() {
+            self.metrics.record_retry(backend);
             return self.attach(key, s, now, None);
         }
         log::warn!(
@@ -396,7 +403,7 @@ impl Proxy {
             s.peer,
             self.cfg.backends[backend].name
         );
-        s.answer(Canned::BadGateway);
+        s.answer(Canned::BadGateway, "backend failed before answering");
         Step::Progress
     }
 
@@ -436,6 +443,8 @@ impl Proxy {
         };
         let status = resp.status;
         if status == 101 || status >= 200 {
+            s.ledger.status = status;
+            s.ledger.backend = Some(up.backend);
             // A final answer: how long the backend took, and whether it was a server error.
             let outcome = if status >= 500 {
                 Outcome::ServerError
@@ -596,7 +605,12 @@ impl Proxy {
             }
             self.release(up, false);
         }
-        s.answer(canned);
+        let why = if canned == Canned::GatewayTimeout {
+            "backend timed out"
+        } else {
+            "request body timed out"
+        };
+        s.answer(canned, why);
         true
     }
 }
@@ -605,9 +619,9 @@ fn bit(i: usize) -> u64 {
     1u64 << (i % 64)
 }
 
-fn bad_gateway(s: &mut Session, why: &str) -> Step {
+fn bad_gateway(s: &mut Session, why: &'static str) -> Step {
     log::warn!("{}: bad response from backend: {why}", s.peer);
-    s.answer(Canned::BadGateway);
+    s.answer(Canned::BadGateway, why);
     Step::Progress
 }
 
@@ -619,11 +633,14 @@ fn frame_request(s: &mut Session) -> Step {
     let mut step = Step::Idle;
     while !ex.body.is_done() && ex.body_framed < s.inbuf.len() {
         match ex.body.decode(&s.inbuf.data()[ex.body_framed..]) {
-            Ok(d) => ex.body_framed += d.consumed,
+            Ok(d) => {
+                ex.body_framed += d.consumed;
+                s.ledger.bytes_in += d.consumed as u64;
+            }
             Err(e) => {
                 log::debug!("{}: bad request body: {e}", s.peer);
                 if matches!(ex.resp, Resp::Head) && s.out.is_empty() {
-                    s.answer(Canned::BadRequest);
+                    s.answer(Canned::BadRequest, e.as_str());
                     return Step::Progress;
                 }
                 return Step::Close;

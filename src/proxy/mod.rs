@@ -6,14 +6,18 @@
 //! backend connection serving it; between requests, backend connections wait in a per-backend
 //! pool, and their slab entry holds them.
 
+mod admin;
 pub mod config;
 pub mod control;
 mod exchange;
+mod ledger;
+pub mod listen;
 mod probe;
 mod rewrite;
 mod session;
 pub mod token;
 pub mod upstream;
+pub mod workers;
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -24,14 +28,18 @@ use slab::Slab;
 
 use crate::balancer::Balancer;
 use crate::health::Health;
+use crate::metrics::Metrics;
 use crate::net::buffer::BufferPool;
 use crate::rng::Rng;
 use crate::timer::{TimerId, TimerWheel};
 pub use config::Config;
 use control::{Signals, Stop};
+pub use listen::Listeners;
 use session::Session;
+use std::sync::Arc;
 use token::Source;
 use upstream::{Pool, Upstream};
+use workers::{Shared, Snapshot};
 
 /// How often the wheel ticks; every deadline is kept to this precision at worst.
 const TIMER_TICK: Duration = Duration::from_millis(5);
@@ -56,6 +64,8 @@ enum Conn {
     Pooled(Upstream),
     /// An active health check in flight.
     Probe(Box<probe::Probe>),
+    /// A request to the admin listener.
+    Admin(Box<admin::AdminConn>),
     /// Taken out of the slab while a handler works on it.
     Busy,
 }
@@ -75,6 +85,10 @@ enum Timer {
     EjectionEnd(usize),
     /// The drain after a stop signal has taken long enough.
     DrainDeadline,
+    /// The admin connection at this slab key has taken long enough.
+    Admin(usize),
+    /// Time to publish this worker's counters.
+    Publish,
 }
 
 /// Everything the loop owns.
@@ -112,20 +126,29 @@ pub struct Proxy {
     inflight: Vec<u32>,
     /// Whether a backend's chain of probe timers is running.
     probing: Vec<bool>,
+    /// Counters for `/metrics`.
+    metrics: Metrics,
+    /// Where access-log lines are formatted, reused.
+    access_buf: Vec<u8>,
+    /// The admin listener, when `--admin` is given.
+    admin: Option<TcpListener>,
+    /// With several workers: where this one publishes its counters, and which it is.
+    shared: Option<(usize, Arc<Shared>)>,
 }
 
 /// Runs the proxy on `listener` until a stop signal has been handled, or an unrecoverable
 /// error.
-pub fn run(listener: std::net::TcpListener, cfg: Config) -> io::Result<Stop> {
-    let mut proxy = Proxy::new(listener, cfg)?;
-    proxy.serve()
+pub fn run(listeners: impl Into<Listeners>, cfg: Config) -> io::Result<Stop> {
+    let workers = cfg.workers;
+    workers::run_workers(listeners.into(), cfg, workers)
 }
 
 impl Proxy {
-    /// Sets up the loop around a bound listener.
-    pub fn new(listener: std::net::TcpListener, cfg: Config) -> io::Result<Proxy> {
-        listener.set_nonblocking(true)?;
-        let mut listener = TcpListener::from_std(listener);
+    /// Sets up the loop around bound listeners.
+    pub fn new(listeners: Listeners, cfg: Config) -> io::Result<Proxy> {
+        let Listeners { traffic, admin } = listeners;
+        traffic.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(traffic);
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, token::LISTENER, Interest::READABLE)?;
@@ -133,7 +156,13 @@ impl Proxy {
         let signals = Signals::install(poll.registry())
             .map_err(|e| log::warn!("signals: {e}; SIGTERM and SIGHUP will not be handled"))
             .ok();
-        Ok(Proxy {
+        let names: Vec<&str> = cfg.backends.iter().map(|b| b.name.as_str()).collect();
+        let metrics = Metrics::new(&names);
+        let mut proxy = Proxy {
+            metrics,
+            access_buf: Vec::new(),
+            admin: None,
+            shared: None,
             signals,
             draining: None,
             stopped: None,
@@ -161,7 +190,11 @@ impl Proxy {
             again: Vec::new(),
             bufs: BufferPool::new(cfg.max_head.max(cfg.buffer_size), BUFFERS_KEPT),
             cfg,
-        })
+        };
+        if let Some(admin) = admin {
+            proxy.open_admin(admin)?;
+        }
+        Ok(proxy)
     }
 
     /// The loop: poll, dispatch each event by token, expire timers, until stopped.
@@ -185,7 +218,8 @@ impl Proxy {
                     Source::Conn(key) => self.on_event(key, event),
                     Source::Stop => self.on_stop_signal(Instant::now()),
                     Source::Reload => self.on_reload_signal(Instant::now()),
-                    Source::Admin | Source::Unused => {}
+                    Source::Admin => self.accept_admin(Instant::now()),
+                    Source::Unused => {}
                 }
             }
             for key in std::mem::take(&mut self.again) {
@@ -289,6 +323,7 @@ impl Proxy {
             }
             Some(Conn::Pooled(up)) => up.writable = true,
             Some(Conn::Probe(_)) => self.on_probe_event(key),
+            Some(Conn::Admin(_)) => self.on_admin_event(key),
             Some(Conn::Busy) | None => {}
         }
     }
@@ -304,6 +339,8 @@ impl Proxy {
                     }
                 }
                 Timer::DrainDeadline => self.drain_deadline(),
+                Timer::Admin(key) => self.admin_timeout(key, id),
+                Timer::Publish => self.publish(now),
                 Timer::Session(key) => self.on_deadline(key, id, now),
                 Timer::ProbeDue(backend) => self.start_probe(backend, now),
                 Timer::ProbeTimeout(key) => self.on_probe_timeout(key, id, now),
@@ -328,6 +365,32 @@ impl Proxy {
             }
         }
         *timer = Some(self.timers.insert(deadline, Timer::Session(key)));
+    }
+}
+
+impl Proxy {
+    /// Makes this loop worker `me` of several, publishing its counters to `shared`.
+    pub fn join_workers(&mut self, me: usize, shared: Arc<Shared>) {
+        self.shared = Some((me, shared));
+        self.publish(Instant::now());
+    }
+
+    /// Publishes a snapshot of this worker's counters and schedules the next.
+    fn publish(&mut self, now: Instant) {
+        let Some((me, shared)) = self.shared.clone() else {
+            return;
+        };
+        self.refresh_gauges(now);
+        shared.publish(
+            me,
+            Snapshot {
+                metrics: Some(self.metrics.clone()),
+                clients: self.clients,
+                inflight: self.inflight.clone(),
+            },
+        );
+        self.timers
+            .insert(now + workers::PUBLISH_EVERY, Timer::Publish);
     }
 }
 

@@ -158,6 +158,7 @@ impl Proxy {
 
     /// Records a result and schedules the next probe.
     fn probe_result(&mut self, backend: usize, ok: bool, detail: &str, now: Instant) {
+        self.metrics.record_probe(backend, ok);
         let t = self.health.probe(backend, ok, detail);
         self.note(t);
         let interval = self.cfg.probe.interval;
@@ -180,6 +181,7 @@ impl Proxy {
         let state = if t.usable { "up" } else { "down" };
         log::warn!("backend {name} {state}: {}", t.reason);
         if let Some(until) = t.until {
+            self.metrics.record_ejection(t.backend);
             self.timers.insert(until, Timer::EjectionEnd(t.backend));
         }
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 
 use super::exchange::{Exchange, Meta, Resp};
+use super::ledger::Ledger;
 use super::upstream::Upstream;
 use super::{rewrite, Conn, Proxy};
 use crate::http::head::{self, Method, Parse, EMPTY_HEADERS};
@@ -108,6 +109,10 @@ pub struct Session {
     pub orphan: Option<Upstream>,
     /// TCP mode: bytes are relayed untouched, and the proxy never writes HTTP of its own.
     pub raw: bool,
+    /// The current request's account.
+    pub ledger: Ledger,
+    /// A canned answer queued by [`Session::answer`] and why, waiting to be recorded.
+    pub answered: Option<(Canned, &'static str)>,
 }
 
 /// The outcome of one piece of work on a session.
@@ -164,6 +169,8 @@ impl Session {
             served: 0,
             orphan: None,
             raw: false,
+            ledger: Ledger::new(deadline),
+            answered: None,
         }
     }
 
@@ -184,9 +191,10 @@ impl Session {
 
     /// Queues a canned answer and moves to closing. A backend connection the session held is
     /// set aside in `orphan`, for the loop to close: the session cannot reach the slab.
-    pub fn answer(&mut self, canned: Canned) {
+    pub fn answer(&mut self, canned: Canned, why: &'static str) {
         if !self.raw {
             self.out.vec().extend_from_slice(canned.bytes());
+            self.answered = Some((canned, why));
         }
         let old = std::mem::replace(&mut self.phase, Phase::Closing { shut: false });
         self.orphan = match old {
@@ -230,6 +238,9 @@ impl Proxy {
             if let Some(up) = s.orphan.take() {
                 self.release(up, false);
             }
+            if let Some(answer) = s.answered.take() {
+                self.record_answer(s, answer, now);
+            }
             match read.or(work).or(write_client(s)) {
                 Step::Close => return Flow::Close,
                 Step::Idle => return Flow::Open,
@@ -249,6 +260,7 @@ impl Proxy {
         }
         if !*started {
             *started = true;
+            s.ledger = Ledger::new(now);
             if s.served > 0 {
                 s.deadline = now + self.cfg.head_timeout;
                 self.arm(key, &mut s.timer, s.deadline);
@@ -259,7 +271,7 @@ impl Proxy {
         if head::find_head_end(data, s.scanned).is_none() {
             s.scanned = data.len();
             if data.len() >= max_head {
-                s.answer(Canned::HeaderFieldsTooLarge);
+                s.answer(Canned::HeaderFieldsTooLarge, "request head too large");
                 return Step::Progress;
             }
             return if s.eof { Step::Close } else { Step::Idle };
@@ -273,12 +285,13 @@ impl Proxy {
             }
             Err(e) => {
                 log::debug!("{}: bad request: {e}", s.peer);
-                s.answer(Canned::for_status(e.status()).unwrap_or(Canned::BadRequest));
+                let canned = Canned::for_status(e.status()).unwrap_or(Canned::BadRequest);
+                s.answer(canned, e.as_str());
                 return Step::Progress;
             }
         };
         if req.method == Method::Connect {
-            s.answer(Canned::MethodNotAllowed);
+            s.answer(Canned::MethodNotAllowed, "CONNECT is not proxied");
             return Step::Progress;
         }
         s.reqhead.clear();
@@ -286,6 +299,8 @@ impl Proxy {
         let meta = Meta::of(&req, s.reqhead.len());
         let body = req.body;
         let head_len = req.head_len;
+        s.ledger.parsed = true;
+        s.ledger.bytes_in += head_len as u64;
         s.inbuf.consume(head_len);
         s.scanned = 0;
         s.phase = Phase::Exchange(Box::new(Exchange::new(meta, body)));
@@ -295,6 +310,7 @@ impl Proxy {
     /// Ends a request: the backend connection back to its pool or closed, the client
     /// connection back to waiting for a head or closing.
     pub(super) fn finish(&mut self, key: usize, s: &mut Session, now: Instant, close_client: bool) {
+        self.record(s, None, now);
         let phase = std::mem::replace(&mut s.phase, Phase::Head { started: false });
         if let Phase::Exchange(ex) = phase {
             let request_done = ex.body.is_done();
@@ -359,6 +375,11 @@ impl Proxy {
             _ => {}
         }
         self.conns.try_remove(key);
+        if s.raw || s.ledger.status == 101 {
+            // Tunnels count their bytes when they end.
+            self.metrics
+                .record_bytes(s.ledger.bytes_in, s.ledger.bytes_out);
+        }
         let Session { inbuf, .. } = *s;
         self.bufs.give(inbuf);
         self.clients = self.clients.saturating_sub(1);
@@ -385,7 +406,7 @@ impl Proxy {
         let keep = match &s.phase {
             Phase::Head { started } => {
                 if *started || s.served == 0 {
-                    s.answer(Canned::RequestTimeout);
+                    s.answer(Canned::RequestTimeout, "request head timed out");
                     s.deadline = now + LINGER;
                     self.arm(key, &mut s.timer, s.deadline);
                     true
@@ -451,6 +472,7 @@ fn write_client(s: &mut Session) -> Step {
         match io::write(&mut s.sock, bytes) {
             Io::Progress(n) => {
                 step = Step::Progress;
+                s.ledger.bytes_out += n as u64;
                 if from_out {
                     s.out.consume(n);
                 } else {
@@ -488,6 +510,7 @@ fn tunnel(s: &mut Session, now: Instant, idle: Duration) -> Step {
         match io::write(&mut up.sock, s.inbuf.data()) {
             Io::Progress(n) => {
                 s.inbuf.consume(n);
+                s.ledger.bytes_in += n as u64;
                 step = Step::Progress;
             }
             Io::WouldBlock => up.writable = false,

@@ -1,0 +1,77 @@
+//! The sockets the proxy listens on: the traffic address, bound with SO_REUSEPORT so several
+//! workers (threads, each with its own event loop) can accept on the same port, and the
+//! optional admin address.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+
+use socket2::{Domain, Socket, Type};
+
+use super::config::Config;
+
+/// How many connections may wait to be accepted: the kernel's default of 128 overflows under
+/// a burst of a few hundred clients.
+const BACKLOG: i32 = 1024;
+
+/// Bound, listening sockets for one worker.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Where clients connect.
+    pub traffic: TcpListener,
+    /// Where `/metrics` and `/status` are served (worker 0 only).
+    pub admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the traffic address and, if configured, the admin address.
+    pub fn bind(cfg: &Config) -> io::Result<Listeners> {
+        let traffic = bind_shared(cfg.listen)?;
+        let admin = match cfg.admin {
+            Some(addr) => Some(TcpListener::bind(addr)?),
+            None => None,
+        };
+        Ok(Listeners { traffic, admin })
+    }
+
+    /// Another worker's listeners: the same traffic port (the first worker's actual one, so
+    /// port 0 works), no admin.
+    pub fn another(&self) -> io::Result<Listeners> {
+        Ok(Listeners {
+            traffic: bind_shared(self.traffic.local_addr()?)?,
+            admin: None,
+        })
+    }
+}
+
+impl From<TcpListener> for Listeners {
+    /// A traffic listener alone, bound by the caller.
+    fn from(traffic: TcpListener) -> Listeners {
+        Listeners {
+            traffic,
+            admin: None,
+        }
+    }
+}
+
+/// A listening socket with SO_REUSEADDR and SO_REUSEPORT.
+fn bind_shared(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_listeners_share_a_port() {
+        let a = bind_shared("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = a.local_addr().unwrap();
+        let b = bind_shared(addr).unwrap();
+        assert_eq!(b.local_addr().unwrap(), addr);
+    }
+}
