@@ -119,9 +119,6 @@ const CHUNKED_BODY: &[u8] = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
 const BIG_BYTE: u8 = b'x';
 
 #[test]
-#[ignore = "issue #6: one allocation per request (the boxed Exchange made for each request \
-            head) and one per fairness yield (the loop's `again` queue is taken, not reused); \
-            run with --ignored once both are fixed"]
 fn steady_state_requests_do_not_allocate() {
     let started = Instant::now();
     let backends: Vec<SocketAddr> = (0..BACKENDS).map(|_| start_backend()).collect();

@@ -1,7 +1,7 @@
 //! The one place every socket read and write goes through, so that `Interrupted` is retried and
 //! every caller sees the same four outcomes.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 
 /// What one read or write did.
 #[derive(Debug)]
@@ -42,6 +42,36 @@ pub fn write(w: &mut impl Write, buf: &[u8]) -> Io {
     }
 }
 
+/// Writes `first` then `second` in one system call (`writev`), retrying `Interrupted`: a
+/// response head and the body bytes after it leave together. One of them may be empty, not both.
+pub fn write_pair(w: &mut impl Write, first: &[u8], second: &[u8]) -> Io {
+    if second.is_empty() {
+        return write(w, first);
+    }
+    if first.is_empty() {
+        return write(w, second);
+    }
+    let bufs = [IoSlice::new(first), IoSlice::new(second)];
+    loop {
+        return match w.write_vectored(&bufs) {
+            Ok(0) => Io::Closed,
+            Ok(n) => Io::Progress(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Io::WouldBlock,
+            Err(e) => Io::Failed(e),
+        };
+    }
+}
+
+/// After a read of `got` bytes into room for `room`: whether the socket may still hold more.
+/// A short read means the kernel had no more at that moment, and edge-triggered readiness
+/// will say when more arrives, so asking again would only cost a system call that answers
+/// `WouldBlock`. The exception is a peer that has hung up (`hup`): its end of stream is
+/// already queued and no new edge will announce it, so the socket stays readable.
+pub fn still_readable(got: usize, room: usize, hup: bool) -> bool {
+    got == room || hup
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +105,20 @@ mod tests {
         assert!(matches!(read(&mut r, &mut buf), Io::WouldBlock));
         assert!(matches!(read(&mut r, &mut buf), Io::Closed));
         assert!(matches!(read(&mut r, &mut buf), Io::Failed(_)));
+    }
+
+    #[test]
+    fn pairs_are_written_in_order() {
+        let mut out = Vec::new();
+        assert!(matches!(
+            write_pair(&mut out, b"head ", b"body"),
+            Io::Progress(9)
+        ));
+        assert!(matches!(write_pair(&mut out, b"", b"!"), Io::Progress(1)));
+        assert_eq!(out, b"head body!");
+        assert!(still_readable(4, 4, false));
+        assert!(!still_readable(3, 4, false));
+        assert!(still_readable(3, 4, true));
     }
 
     #[test]

@@ -276,6 +276,7 @@ impl Proxy {
             reused: false,
             readable: false,
             writable: false,
+            hup: false,
             eof: false,
             inbuf: self.bufs.take(),
         })
@@ -669,20 +670,20 @@ fn send_request(s: &mut Session) -> Result<Step, ()> {
     }
     let mut step = Step::Idle;
     while up.writable {
-        let bytes = if ex.head_sent < s.reqhead.len() {
-            &s.reqhead[ex.head_sent..]
-        } else if ex.body_sent < ex.body_framed {
-            &s.inbuf.data()[ex.body_sent..ex.body_framed]
-        } else {
+        // The rest of the head and the body bytes known so far, in one system call.
+        let head = &s.reqhead[ex.head_sent.min(s.reqhead.len())..];
+        let body = &s.inbuf.data()[ex.body_sent..ex.body_framed];
+        if head.is_empty() && body.is_empty() {
             break;
-        };
-        match io::write(&mut up.sock, bytes) {
+        }
+        let wanted = head.len() + body.len();
+        match io::write_pair(&mut up.sock, head, body) {
             Io::Progress(n) => {
-                if ex.head_sent < s.reqhead.len() {
-                    ex.head_sent += n;
-                } else {
-                    ex.body_sent += n;
-                }
+                let to_head = n.min(head.len());
+                ex.head_sent += to_head;
+                ex.body_sent += n - to_head;
+                // A short write means the socket buffer is full: wait for the next edge.
+                up.writable = n == wanted;
                 step = Step::Progress;
             }
             Io::WouldBlock => up.writable = false,
@@ -717,9 +718,11 @@ fn read_backend(s: &mut Session) -> Step {
     if up.link != Link::Open || !up.readable || up.eof || up.inbuf.is_full() {
         return Step::Idle;
     }
+    let room = up.inbuf.space().len();
     match io::read(&mut up.sock, up.inbuf.space()) {
         Io::Progress(n) => {
             up.inbuf.commit(n);
+            up.readable = io::still_readable(n, room, up.hup);
             Step::Progress
         }
         Io::WouldBlock => {

@@ -114,6 +114,9 @@ pub struct Proxy {
     again: Vec<usize>,
     /// Buffer storage reused across connections.
     bufs: BufferPool,
+    /// Head vectors (rewritten request heads, response heads) reused across connections, so
+    /// a new connection does not grow them from nothing again.
+    vecs: Vec<Vec<u8>>,
     /// The signal pipes, if they could be set up.
     signals: Option<Signals>,
     /// Since when a stop signal has the proxy draining.
@@ -188,6 +191,7 @@ impl Proxy {
             clients: 0,
             accept_paused: false,
             again: Vec::new(),
+            vecs: Vec::new(),
             bufs: BufferPool::new(cfg.max_head.max(cfg.buffer_size), BUFFERS_KEPT),
             cfg,
         };
@@ -222,9 +226,14 @@ impl Proxy {
                     Source::Unused => {}
                 }
             }
-            for key in std::mem::take(&mut self.again) {
+            // Those queued now; a session that yields again is queued behind them. Draining in
+            // place keeps the vector's capacity, so a yield costs no allocation.
+            let due = self.again.len();
+            for i in 0..due {
+                let key = self.again[i];
                 self.drive(key);
             }
+            self.again.drain(..due);
             self.expire(Instant::now());
             if let Some(stop) = self.stopped {
                 return Ok(stop);
@@ -288,6 +297,8 @@ impl Proxy {
         let deadline = now + self.cfg.head_timeout;
         let timer = self.timers.insert(deadline, Timer::Session(key));
         let mut session = Box::new(Session::new(sock, peer, self.bufs.take(), timer, deadline));
+        session.reqhead = self.vecs.pop().unwrap_or_default();
+        *session.out.vec() = self.vecs.pop().unwrap_or_default();
         self.clients += 1;
         if self.cfg.mode == config::Mode::Tcp {
             // A backend per connection: choose and dial it now; client bytes wait in the buffer.
@@ -299,12 +310,14 @@ impl Proxy {
 
     /// One readiness event for a connection.
     fn on_event(&mut self, key: usize, event: &mio::event::Event) {
-        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+        let hup = event.is_read_closed() || event.is_error();
+        let readable = event.is_readable() || hup;
         let writable = event.is_writable() || event.is_write_closed() || event.is_error();
         match self.conns.get_mut(key) {
             Some(Conn::Client(s)) => {
                 s.readable |= readable;
                 s.writable |= writable;
+                s.hup |= hup;
                 self.drive(key);
             }
             Some(Conn::Attached { owner }) => {
@@ -313,6 +326,7 @@ impl Proxy {
                     if let Some(up) = s.upstream_mut() {
                         up.readable |= readable;
                         up.writable |= writable;
+                        up.hup |= hup;
                     }
                 }
                 self.drive(owner);

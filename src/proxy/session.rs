@@ -20,6 +20,11 @@ use crate::timer::TimerId;
 /// current batch of events, so a fast client cannot starve the rest.
 const ROUNDS: usize = 16;
 
+/// Head vectors kept for reuse by new connections.
+const VECS_KEPT: usize = 512;
+/// A head vector grown past this (by a huge head) goes back to the allocator instead.
+const VEC_KEPT_MAX: usize = 16 * 1024;
+
 /// How long a closing connection may take to read its last answer and hang up.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -61,6 +66,11 @@ impl Outbox {
     pub fn vec(&mut self) -> &mut Vec<u8> {
         &mut self.buf
     }
+
+    /// The storage, for reuse.
+    pub fn into_vec(self) -> Vec<u8> {
+        self.buf
+    }
 }
 
 /// What the session is doing.
@@ -87,6 +97,8 @@ pub struct Session {
     pub readable: bool,
     /// Writable since the last `WouldBlock`.
     pub writable: bool,
+    /// The client hung up (seen in an event): its end of stream is waiting to be read.
+    pub hup: bool,
     /// The client shut its sending side.
     pub eof: bool,
     /// Bytes from the client: request heads, and request bodies on their way to a backend.
@@ -113,6 +125,8 @@ pub struct Session {
     pub ledger: Ledger,
     /// A canned answer queued by [`Session::answer`] and why, waiting to be recorded.
     pub answered: Option<(Canned, &'static str)>,
+    /// The last request's exchange, kept so the next one reuses its allocation.
+    pub spare: Option<Box<Exchange>>,
 }
 
 /// The outcome of one piece of work on a session.
@@ -158,6 +172,7 @@ impl Session {
             peer,
             readable: false,
             writable: false,
+            hup: false,
             eof: false,
             inbuf,
             out: Outbox::default(),
@@ -171,6 +186,7 @@ impl Session {
             raw: false,
             ledger: Ledger::new(deadline),
             answered: None,
+            spare: None,
         }
     }
 
@@ -303,7 +319,14 @@ impl Proxy {
         s.ledger.bytes_in += head_len as u64;
         s.inbuf.consume(head_len);
         s.scanned = 0;
-        s.phase = Phase::Exchange(Box::new(Exchange::new(meta, body)));
+        let ex = match s.spare.take() {
+            Some(mut b) => {
+                *b = Exchange::new(meta, body);
+                b
+            }
+            None => Box::new(Exchange::new(meta, body)),
+        };
+        s.phase = Phase::Exchange(ex);
         self.attach(key, s, now, None)
     }
 
@@ -312,12 +335,13 @@ impl Proxy {
     pub(super) fn finish(&mut self, key: usize, s: &mut Session, now: Instant, close_client: bool) {
         self.record(s, None, now);
         let phase = std::mem::replace(&mut s.phase, Phase::Head { started: false });
-        if let Phase::Exchange(ex) = phase {
+        if let Phase::Exchange(mut ex) = phase {
             let request_done = ex.body.is_done();
             let reuse = matches!(ex.resp, Resp::Body { reuse: true, .. }) && request_done;
-            if let Some(up) = ex.up {
+            if let Some(up) = ex.up.take() {
                 self.release(up, reuse);
             }
+            s.spare = Some(ex);
             if close_client || !request_done || self.draining.is_some() {
                 s.phase = Phase::Closing { shut: false };
                 s.deadline = now + LINGER;
@@ -380,8 +404,19 @@ impl Proxy {
             self.metrics
                 .record_bytes(s.ledger.bytes_in, s.ledger.bytes_out);
         }
-        let Session { inbuf, .. } = *s;
+        let Session {
+            inbuf,
+            reqhead,
+            out,
+            ..
+        } = *s;
         self.bufs.give(inbuf);
+        for mut v in [reqhead, out.into_vec()] {
+            if self.vecs.len() < VECS_KEPT && v.capacity() <= VEC_KEPT_MAX {
+                v.clear();
+                self.vecs.push(v);
+            }
+        }
         self.clients = self.clients.saturating_sub(1);
         self.resume_accept();
     }
@@ -431,9 +466,11 @@ fn read_client(s: &mut Session) -> Step {
     if !s.readable || s.eof || s.inbuf.is_full() {
         return Step::Idle;
     }
+    let room = s.inbuf.space().len();
     match io::read(&mut s.sock, s.inbuf.space()) {
         Io::Progress(n) => {
             s.inbuf.commit(n);
+            s.readable = io::still_readable(n, room, s.hup);
             if let Phase::Closing { shut: true } = s.phase {
                 s.inbuf.clear(); // lingering: what the client still sends is dropped
             }
@@ -455,29 +492,31 @@ fn read_client(s: &mut Session) -> Step {
 fn write_client(s: &mut Session) -> Step {
     let mut step = Step::Idle;
     while s.writable {
-        let (bytes, from_out): (&[u8], bool) = if !s.out.is_empty() {
-            (s.out.data(), true)
-        } else {
-            match &s.phase {
-                Phase::Exchange(ex) => match (&ex.resp, &ex.up) {
-                    (Resp::Body { framed, .. }, Some(up)) if *framed > 0 => {
-                        (&up.inbuf.data()[..*framed], false)
-                    }
-                    _ => break,
-                },
-                Phase::Tunnel(up) if !up.inbuf.is_empty() => (up.inbuf.data(), false),
-                _ => break,
-            }
+        // What the proxy wrote itself (a response head, say), then the body bytes passing
+        // through after it, in one system call.
+        let through: &[u8] = match &s.phase {
+            Phase::Exchange(ex) => match (&ex.resp, &ex.up) {
+                (Resp::Body { framed, .. }, Some(up)) => &up.inbuf.data()[..*framed],
+                _ => &[],
+            },
+            Phase::Tunnel(up) => up.inbuf.data(),
+            _ => &[],
         };
-        match io::write(&mut s.sock, bytes) {
+        let own = s.out.data();
+        if own.is_empty() && through.is_empty() {
+            break;
+        }
+        let wanted = own.len() + through.len();
+        match io::write_pair(&mut s.sock, own, through) {
             Io::Progress(n) => {
                 step = Step::Progress;
                 s.ledger.bytes_out += n as u64;
-                if from_out {
-                    s.out.consume(n);
-                } else {
-                    passed_through(s, n);
+                let from_out = n.min(s.out.len());
+                s.out.consume(from_out);
+                if n > from_out {
+                    passed_through(s, n - from_out);
                 }
+                s.writable = n == wanted;
             }
             Io::WouldBlock => s.writable = false,
             Io::Closed | Io::Failed(_) => return Step::Close,
@@ -518,9 +557,11 @@ fn tunnel(s: &mut Session, now: Instant, idle: Duration) -> Step {
         }
     }
     if up.readable && !up.eof && !up.inbuf.is_full() {
+        let room = up.inbuf.space().len();
         match io::read(&mut up.sock, up.inbuf.space()) {
             Io::Progress(n) => {
                 up.inbuf.commit(n);
+                up.readable = io::still_readable(n, room, up.hup);
                 step = Step::Progress;
             }
             Io::WouldBlock => up.readable = false,

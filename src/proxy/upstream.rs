@@ -35,6 +35,8 @@ pub struct Upstream {
     pub readable: bool,
     /// Writable since the last `WouldBlock`.
     pub writable: bool,
+    /// The backend hung up (seen in an event): its end of stream is waiting to be read.
+    pub hup: bool,
     /// The backend closed its side.
     pub eof: bool,
     /// Bytes read from the backend: a response head, then body bytes waiting for the client.
