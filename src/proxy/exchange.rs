@@ -300,12 +300,14 @@ impl Proxy {
         if step == Step::Progress {
             s.deadline = now + self.cfg.backend_timeout;
         }
-        let work = match exchange(s).map(|ex| matches!(ex.resp, Resp::Head)) {
-            Some(true) => self.response_head(key, s, now),
-            Some(false) => self.response_body(key, s, now),
-            None => Step::Idle,
-        };
-        step.or(work)
+        if exchange(s).is_some_and(|ex| matches!(ex.resp, Resp::Head)) {
+            step = step.or(self.response_head(key, s, now));
+        }
+        // Straight on to the body, so the head and the first body bytes leave together.
+        if exchange(s).is_some_and(|ex| matches!(ex.resp, Resp::Body { .. })) {
+            step = step.or(self.response_body(key, s, now));
+        }
+        step
     }
 
     /// Finishes a connect when the socket says so.
