@@ -22,6 +22,21 @@ impl Buffer {
         }
     }
 
+    /// A buffer with no storage: what an idle connection holds, so that thousands of idle
+    /// connections cost no buffer memory. Give it storage from a [`BufferPool`] before use.
+    pub fn detached() -> Buffer {
+        Buffer {
+            data: Box::new([]),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// It has no storage.
+    pub fn is_detached(&self) -> bool {
+        self.data.is_empty()
+    }
+
     /// The bytes written and not yet consumed.
     pub fn data(&self) -> &[u8] {
         &self.data[self.start..self.end]
@@ -161,6 +176,9 @@ mod tests {
         let b = pool.take();
         assert!(b.is_empty());
         assert_eq!(b.capacity(), 16);
+        let d = Buffer::detached();
+        assert!(d.is_detached() && d.is_full() && d.is_empty());
+        pool.give(d); // no storage to keep
         assert_eq!(b.data.as_ptr(), ptr, "the same storage came back");
         assert_eq!(pool.take().capacity(), 16);
     }

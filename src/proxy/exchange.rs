@@ -238,7 +238,10 @@ impl Proxy {
     fn take_pooled(&mut self, backend: usize, owner: usize) -> Option<Upstream> {
         let key = self.pools[backend].take()?;
         match std::mem::replace(self.conns.get_mut(key)?, Conn::Attached { owner }) {
-            Conn::Pooled(up) => Some(up),
+            Conn::Pooled(mut up) => {
+                up.inbuf = self.bufs.take();
+                Some(up)
+            }
             other => {
                 self.conns[key] = other;
                 None

@@ -9,7 +9,7 @@ use mio::net::TcpStream;
 use super::exchange::{Exchange, Meta, Resp};
 use super::ledger::Ledger;
 use super::upstream::Upstream;
-use super::{rewrite, Conn, Proxy};
+use super::{rewrite, Conn, Proxy, Timer};
 use crate::http::head::{self, Method, Parse, EMPTY_HEADERS};
 use crate::http::response::Canned;
 use crate::net::buffer::Buffer;
@@ -152,6 +152,7 @@ impl Step {
 }
 
 /// Whether to keep the session after a drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Flow {
     Open,
     Again,
@@ -196,6 +197,13 @@ impl Session {
         self.phase = Phase::Exchange(Box::new(Exchange::raw()));
     }
 
+    /// Waiting for a request that has not begun, with nothing buffered either way.
+    fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Head { started: false })
+            && self.inbuf.is_empty()
+            && self.out.is_empty()
+    }
+
     /// The backend connection it holds, if any.
     pub fn upstream_mut(&mut self) -> Option<&mut Upstream> {
         match &mut self.phase {
@@ -230,7 +238,16 @@ impl Proxy {
         let Conn::Client(mut s) = std::mem::replace(slot, Conn::Busy) else {
             return;
         };
+        if s.inbuf.is_detached() {
+            s.inbuf = self.bufs.take();
+        }
         let flow = self.pump(key, &mut s);
+        if flow == Flow::Open && s.is_idle() {
+            // Between requests a keep-alive connection holds no buffer: 10 000 idle clients
+            // cost their sessions, not 10 000 buffers.
+            let buf = std::mem::replace(&mut s.inbuf, Buffer::detached());
+            self.bufs.give(buf);
+        }
         match flow {
             Flow::Open => self.conns[key] = Conn::Client(s),
             Flow::Again => {
@@ -364,6 +381,9 @@ impl Proxy {
         let reusable = reuse && !retired && !up.eof && up.inbuf.is_empty();
         if reusable && self.pools[up.backend].park(key, self.cfg.pool_size) {
             up.reused = true;
+            // A parked connection needs no buffer until it is used again.
+            let buf = std::mem::replace(&mut up.inbuf, Buffer::detached());
+            self.bufs.give(buf);
             self.conns[key] = Conn::Pooled(up);
             return;
         }
@@ -430,8 +450,10 @@ impl Proxy {
             return;
         }
         if now < s.deadline {
+            // Activity moved the deadline on; the timer that fired is gone from the wheel, so
+            // a new one waits for the rest.
             let deadline = s.deadline;
-            self.timers.reschedule(id, deadline);
+            s.timer = Some(self.timers.insert(deadline, Timer::Session(key)));
             return;
         }
         s.timer = None;

@@ -39,6 +39,8 @@ pub enum Reply {
     BytesThenClose(Vec<u8>),
     /// Say nothing and keep the connection open until the test ends.
     Silence,
+    /// Wait this long, write these bytes, then say nothing more (a backend that stalls).
+    LateThenSilence(std::time::Duration, Vec<u8>),
     /// Write these bytes, then relay raw bytes back (an echo tunnel) until the peer closes.
     Tunnel(Vec<u8>),
 }
@@ -157,15 +159,15 @@ fn serve(mut conn: TcpStream, seen: &Mutex<Vec<Seen>>, script: &Script, stop: &A
                 let _ = conn.shutdown(Shutdown::Both);
                 return;
             }
-            Reply::Silence => {
-                while !stop.load(Ordering::SeqCst) {
-                    let mut chunk = [0u8; 1024];
-                    match conn.read(&mut chunk) {
-                        Ok(0) => return,
-                        Err(e) if !is_timeout(&e) => return,
-                        _ => {}
-                    }
+            Reply::LateThenSilence(wait, b) => {
+                std::thread::sleep(wait);
+                if conn.write_all(&b).is_ok() {
+                    hold(&mut conn, stop);
                 }
+                return;
+            }
+            Reply::Silence => {
+                hold(&mut conn, stop);
                 return;
             }
             Reply::Tunnel(b) => {
@@ -173,6 +175,19 @@ fn serve(mut conn: TcpStream, seen: &Mutex<Vec<Seen>>, script: &Script, stop: &A
                 echo_raw(conn, stop);
                 return;
             }
+        }
+    }
+}
+
+/// Keeps the connection open, reading and dropping what arrives, until the peer closes or the
+/// test ends.
+fn hold(conn: &mut TcpStream, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        let mut chunk = [0u8; 1024];
+        match conn.read(&mut chunk) {
+            Ok(0) => return,
+            Err(e) if !is_timeout(&e) => return,
+            _ => {}
         }
     }
 }

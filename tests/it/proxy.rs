@@ -438,3 +438,26 @@ fn rr_echo_backends_rotate_and_echo_through_the_proxy() {
         assert_eq!(r.header("connection"), Some("keep-alive"));
     }
 }
+
+#[test]
+fn a_backend_stalling_mid_body_is_cut_after_the_backend_timeout() {
+    // The first bytes come after the timer was set, so the deadline moves on lazily; the
+    // stall after them must still end the exchange.
+    let b = Backend::start(|_| {
+        Reply::LateThenSilence(
+            Duration::from_millis(150),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst bytes".to_vec(),
+        )
+    });
+    let p = proxy(&[b.addr], &["--backend-timeout", "300ms"]);
+    let mut s = p.client();
+    s.send(GET);
+    let started = Instant::now();
+    let text = read_to_close(&s);
+    assert!(text.ends_with("first bytes"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "cut after {:?}",
+        started.elapsed()
+    );
+}

@@ -160,6 +160,8 @@ fn an_idle_tcp_pair_is_closed_after_the_idle_timeout() {
     assert!(rest.is_empty());
     assert!(
         started.elapsed() < Duration::from_secs(5),
-        "closed by the idle timeout"
+        "closed by the idle timeout, took {:?}; stderr: {}",
+        started.elapsed(),
+        p.stderr()
     );
 }
