@@ -59,17 +59,9 @@ impl Proxy {
                     return;
                 }
             };
-            let key = self.conns.insert(Conn::Busy);
-            let interest = Interest::READABLE | Interest::WRITABLE;
-            if self
-                .poll
-                .registry()
-                .register(&mut sock, token::of(key), interest)
-                .is_err()
-            {
-                self.conns.remove(key);
+            let Ok(key) = self.register(&mut sock) else {
                 continue;
-            }
+            };
             let timer = self.timers.insert(now + ADMIN_DEADLINE, Timer::Admin(key));
             self.conns[key] = Conn::Admin(Box::new(AdminConn {
                 sock,

@@ -4,11 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use mio::Interest;
-
 use super::session::{Phase, Session, Step};
 use super::upstream::{self, Link, Upstream};
-use super::{rewrite, token, Conn, Proxy};
+use super::{rewrite, Conn, Proxy};
 use crate::health::Outcome;
 use crate::http::framing::{BodyDecoder, BodyKind};
 use crate::http::head::{self, Method, Parse, Request, Version, EMPTY_HEADERS};
@@ -259,18 +257,14 @@ impl Proxy {
                 return None;
             }
         };
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut sock, token::of(key), interest)
-        {
-            log::warn!("register backend {addr}: {e}");
-            return None;
-        }
-        entry.insert(Conn::Attached { owner });
+        let key = match self.register(&mut sock) {
+            Ok(key) => key,
+            Err(e) => {
+                log::warn!("register backend {addr}: {e}");
+                return None;
+            }
+        };
+        self.conns[key] = Conn::Attached { owner };
         Some(Upstream {
             sock,
             key,

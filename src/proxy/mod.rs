@@ -282,17 +282,10 @@ impl Proxy {
 
     fn open_session(&mut self, mut sock: mio::net::TcpStream, peer: std::net::SocketAddr) {
         let _ = sock.set_nodelay(true);
-        let key = self.conns.insert(Conn::Busy);
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut sock, token::of(key), interest)
-        {
-            log::warn!("register client {peer}: {e}");
-            self.conns.remove(key);
-            return;
-        }
+        let key = match self.register(&mut sock) {
+            Ok(key) => key,
+            Err(e) => return log::warn!("register client {peer}: {e}"),
+        };
         let now = Instant::now();
         let deadline = now + self.cfg.head_timeout;
         let timer = self.timers.insert(deadline, Timer::Session(key));
@@ -368,6 +361,24 @@ impl Proxy {
             self.pools[up.backend].remove(key);
             let _ = self.poll.registry().deregister(&mut up.sock);
             self.bufs.give(up.inbuf);
+        }
+    }
+
+    /// Reserves a slab entry for `sock` (as `Busy`, for the caller to fill) and registers the
+    /// socket for both directions under the entry's token: reserve, register, then insert.
+    fn register(&mut self, sock: &mut mio::net::TcpStream) -> io::Result<usize> {
+        let key = self.conns.insert(Conn::Busy);
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        match self
+            .poll
+            .registry()
+            .register(sock, token::of(key), interest)
+        {
+            Ok(()) => Ok(key),
+            Err(e) => {
+                self.conns.remove(key);
+                Err(e)
+            }
         }
     }
 

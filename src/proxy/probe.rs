@@ -5,10 +5,9 @@
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::Interest;
 
 use super::config::ProbeKind;
-use super::{token, upstream, Conn, Proxy, Timer};
+use super::{upstream, Conn, Proxy, Timer};
 use crate::health::Transition;
 use crate::http::head::{parse_response, Parse, EMPTY_HEADERS};
 use crate::net::io::{self, Io};
@@ -103,26 +102,20 @@ impl Proxy {
             Ok(sock) => sock,
             Err(e) => return self.probe_result(backend, false, &e.to_string(), now),
         };
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut sock, token::of(key), interest)
-        {
-            return self.probe_result(backend, false, &e.to_string(), now);
-        }
+        let key = match self.register(&mut sock) {
+            Ok(key) => key,
+            Err(e) => return self.probe_result(backend, false, &e.to_string(), now),
+        };
         let timer = self
             .timers
             .insert(now + self.cfg.probe.timeout, Timer::ProbeTimeout(key));
-        entry.insert(Conn::Probe(Box::new(Probe {
+        self.conns[key] = Conn::Probe(Box::new(Probe {
             sock,
             backend,
             stage: Stage::Connecting,
             buf: Vec::with_capacity(PROBE_READ_MAX),
             timer,
-        })));
+        }));
     }
 
     /// A readiness event for the probe at `key`: moves it as far as it can go.
