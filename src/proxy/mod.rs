@@ -9,10 +9,12 @@
 mod admin;
 pub mod config;
 pub mod control;
+mod dial;
 mod exchange;
 mod ledger;
 pub mod listen;
 mod probe;
+mod respond;
 mod rewrite;
 mod session;
 pub mod token;

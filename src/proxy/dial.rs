@@ -1,0 +1,304 @@
+//! Getting a request to a backend: choosing one (the balancer asks health), reusing a pooled
+//! connection or dialling a new one, noticing the handshake finish, and deciding after a
+//! failure whether the request can safely go to another connection.
+
+use std::time::{Duration, Instant};
+
+use super::exchange::{exchange, Meta, Resp};
+use super::session::{Phase, Session, Step};
+use super::upstream::{self, Link, Upstream};
+use super::{rewrite, Conn, Proxy};
+use crate::health::Outcome;
+use crate::http::response::{Canned, CONTINUE};
+
+/// Most backends one request tries before it is answered with 502: bounded, so a long list of
+/// dead backends cannot hold a client for a connect timeout each.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// Why a backend connection failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Failure {
+    /// The connect was refused or timed out: nothing was sent.
+    Connect,
+    /// The connection broke or closed before any response byte.
+    BeforeResponse,
+}
+
+impl Proxy {
+    /// Gives the exchange a backend connection: `same` retries that backend on a fresh
+    /// connection; otherwise the next untried backend in the rotation, pooled connection first.
+    pub(super) fn attach(
+        &mut self,
+        key: usize,
+        s: &mut Session,
+        now: Instant,
+        same: Option<usize>,
+    ) -> Step {
+        let limit = MAX_ATTEMPTS.min(self.cfg.backends.len() as u32);
+        let mut same = same;
+        loop {
+            let Phase::Exchange(ex) = &mut s.phase else {
+                return Step::Close;
+            };
+            let backend = match same.take() {
+                Some(b) => b,
+                None => {
+                    let tried = ex.tried;
+                    let health = &mut self.health;
+                    let pick = if ex.attempts >= limit {
+                        None
+                    } else {
+                        let retired = &self.retired;
+                        self.balancer.next(|i| {
+                            tried & bit(i) == 0 && !retired[i] && health.take_turn(i, now)
+                        })
+                    };
+                    let Some(b) = pick else {
+                        if ex.attempts == 0 {
+                            log::warn!("{}: no usable backend (all down or ejected)", s.peer);
+                            s.answer(Canned::ServiceUnavailable, "no usable backend");
+                        } else {
+                            log::warn!("{}: every backend tried failed", s.peer);
+                            s.answer(Canned::BadGateway, "every backend tried failed");
+                        }
+                        return Step::Progress;
+                    };
+                    ex.started = now;
+                    ex.tried |= bit(b);
+                    ex.attempts += 1;
+                    if let Some(up) = self.take_pooled(b, key) {
+                        self.inflight[b] += 1;
+                        self.end_head(&mut s.reqhead, &ex.meta, b);
+                        ex.up = Some(up);
+                        s.deadline = now + self.cfg.backend_timeout;
+                        self.arm(key, &mut s.timer, s.deadline);
+                        return Step::Progress;
+                    }
+                    b
+                }
+            };
+            if let Some(up) = self.connect(backend, key) {
+                self.inflight[backend] += 1;
+                ex.started = now;
+                self.end_head(&mut s.reqhead, &ex.meta, backend);
+                ex.up = Some(up);
+                s.deadline = now + self.cfg.connect_timeout;
+                self.arm(key, &mut s.timer, s.deadline);
+                return Step::Progress;
+            }
+        }
+    }
+
+    fn end_head(&self, reqhead: &mut Vec<u8>, meta: &Meta, backend: usize) {
+        if meta.raw {
+            return;
+        }
+        let host = meta
+            .needs_host
+            .then(|| self.cfg.backends[backend].name.as_str());
+        rewrite::end_head(reqhead, meta.head_base, host);
+    }
+
+    fn take_pooled(&mut self, backend: usize, owner: usize) -> Option<Upstream> {
+        let key = self.pools[backend].take()?;
+        match std::mem::replace(self.conns.get_mut(key)?, Conn::Attached { owner }) {
+            Conn::Pooled(mut up) => {
+                up.inbuf = self.bufs.take();
+                Some(up)
+            }
+            other => {
+                self.conns[key] = other;
+                None
+            }
+        }
+    }
+
+    fn connect(&mut self, backend: usize, owner: usize) -> Option<Upstream> {
+        let addr = self.cfg.backends[backend].addr;
+        let mut sock = match upstream::connect(addr) {
+            Ok(sock) => sock,
+            Err(e) => {
+                log::warn!("connect {addr}: {e}");
+                self.metrics.record_connect_failure(backend);
+                return None;
+            }
+        };
+        let key = match self.register(&mut sock) {
+            Ok(key) => key,
+            Err(e) => {
+                log::warn!("register backend {addr}: {e}");
+                return None;
+            }
+        };
+        self.conns[key] = Conn::Attached { owner };
+        Some(Upstream {
+            sock,
+            key,
+            backend,
+            link: Link::Connecting,
+            reused: false,
+            readable: false,
+            writable: false,
+            hup: false,
+            eof: false,
+            inbuf: self.bufs.take(),
+        })
+    }
+
+    /// Finishes a connect when the socket says so.
+    pub(super) fn connected(
+        &mut self,
+        key: usize,
+        s: &mut Session,
+        now: Instant,
+    ) -> Result<Step, Failure> {
+        let Some(ex) = exchange(s) else {
+            return Ok(Step::Idle);
+        };
+        let Some(up) = ex.up.as_mut() else {
+            return Ok(Step::Idle);
+        };
+        if up.link == Link::Open {
+            // The backend is there: a client waiting for `100 Continue` may send its body.
+            if ex.meta.expect_continue && !ex.continue_sent {
+                ex.continue_sent = true;
+                s.out.vec().extend_from_slice(CONTINUE);
+                return Ok(Step::Progress);
+            }
+            return Ok(Step::Idle);
+        }
+        if !up.writable {
+            return Ok(Step::Idle);
+        }
+        match upstream::finish_connect(&up.sock) {
+            Ok(true) => {
+                up.link = Link::Open;
+                if ex.meta.raw {
+                    let backend = up.backend;
+                    self.passive(backend, Outcome::Ok, None, now);
+                    self.start_tunnel(key, s, now);
+                    return Ok(Step::Progress);
+                }
+                s.deadline = now + self.cfg.backend_timeout;
+                self.arm(key, &mut s.timer, s.deadline);
+                Ok(Step::Progress)
+            }
+            Ok(false) => {
+                up.writable = false;
+                Ok(Step::Idle)
+            }
+            Err(e) => {
+                log::warn!("connect {}: {e}", self.cfg.backends[up.backend].name);
+                Err(Failure::Connect)
+            }
+        }
+    }
+
+    /// The backend connection failed before any response byte: retry where that is safe,
+    /// answer 502 otherwise.
+    pub(super) fn fail(&mut self, key: usize, s: &mut Session, now: Instant, why: Failure) -> Step {
+        let Some(ex) = exchange(s) else {
+            return Step::Close;
+        };
+        let Some(up) = ex.up.take() else {
+            return Step::Close;
+        };
+        let backend = up.backend;
+        let reused = up.reused;
+        self.release(up, false);
+        if why == Failure::Connect {
+            self.metrics.record_connect_failure(backend);
+        }
+        let outcome = match why {
+            Failure::Connect => Some(Outcome::ConnectFailed),
+            // A pooled connection closed while idle says nothing about the backend.
+            Failure::BeforeResponse if reused => None,
+            Failure::BeforeResponse => Some(Outcome::Reset),
+        };
+        if let Some(outcome) = outcome {
+            self.passive(backend, outcome, None, now);
+        }
+        let Phase::Exchange(ex) = &mut s.phase else {
+            return Step::Close;
+        };
+        if !matches!(ex.resp, Resp::Head) {
+            return Step::Close;
+        }
+        ex.head_sent = 0;
+        ex.body_sent = 0;
+        let resend = !ex.committed;
+        if why == Failure::Connect {
+            self.metrics.record_retry(backend);
+            return self.attach(key, s, now, None);
+        }
+        if resend && reused && !ex.stale_retried {
+            // The classic stale keep-alive: the backend closed it while it sat in the pool.
+            ex.stale_retried = true;
+            self.metrics.record_retry(backend);
+            return self.attach(key, s, now, Some(backend));
+        }
+        if resend && ex.meta.method.is_idempotent() {
+            self.metrics.record_retry(backend);
+            return self.attach(key, s, now, None);
+        }
+        log::warn!(
+            "{}: backend {} failed before answering",
+            s.peer,
+            self.cfg.backends[backend].name
+        );
+        s.answer(Canned::BadGateway, "backend failed before answering");
+        Step::Progress
+    }
+
+    /// Tells health how a request to `backend` went, and logs what that changed.
+    pub(super) fn passive(
+        &mut self,
+        backend: usize,
+        outcome: Outcome,
+        latency: Option<Duration>,
+        now: Instant,
+    ) {
+        let jitter = self.rng.next_f64();
+        let t = self.health.request(backend, outcome, latency, now, jitter);
+        self.note(t);
+    }
+
+    /// The session's deadline passed during an exchange. Returns whether the session lives on.
+    pub(super) fn exchange_timeout(&mut self, key: usize, s: &mut Session, now: Instant) -> bool {
+        let Phase::Exchange(ex) = &mut s.phase else {
+            return false;
+        };
+        let connecting = ex.up.as_ref().is_some_and(|u| u.link == Link::Connecting);
+        let waiting_head = matches!(ex.resp, Resp::Head);
+        if connecting {
+            log::warn!("{}: connect timed out", s.peer);
+            return self.fail(key, s, now, Failure::Connect) != Step::Close;
+        }
+        if !waiting_head {
+            return false; // stalled mid-body: only closing tells the client
+        }
+        let canned = if ex.body.is_done() {
+            log::warn!("{}: backend timed out", s.peer);
+            Canned::GatewayTimeout
+        } else {
+            Canned::RequestTimeout
+        };
+        if let Some(up) = ex.up.take() {
+            if canned == Canned::GatewayTimeout {
+                self.passive(up.backend, Outcome::Timeout, None, now);
+            }
+            self.release(up, false);
+        }
+        let why = if canned == Canned::GatewayTimeout {
+            "backend timed out"
+        } else {
+            "request body timed out"
+        };
+        s.answer(canned, why);
+        true
+    }
+}
+
+fn bit(i: usize) -> u64 {
+    1u64 << (i % 64)
+}

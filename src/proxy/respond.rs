@@ -1,0 +1,181 @@
+//! The response on its way back: the head parsed, judged and rewritten for the client (1xx
+//! passed on, 101 turned into a tunnel), then the body framed in the backend's buffer and
+//! written from there, or decoded for an HTTP/1.0 client.
+
+use std::time::Instant;
+
+use super::dial::Failure;
+use super::exchange::Resp;
+use super::session::{Phase, Session, Step};
+use super::{rewrite, Proxy};
+use crate::health::Outcome;
+use crate::http::framing::{BodyDecoder, BodyKind};
+use crate::http::head::{self, Parse, Version, EMPTY_HEADERS};
+use crate::http::response::Canned;
+
+impl Proxy {
+    /// Reads and passes on the response head (and any 1xx before it).
+    pub(super) fn response_head(&mut self, key: usize, s: &mut Session, now: Instant) -> Step {
+        let Phase::Exchange(ex) = &mut s.phase else {
+            return Step::Idle;
+        };
+        let Some(up) = ex.up.as_mut() else {
+            return Step::Idle;
+        };
+        if up.inbuf.is_empty() {
+            if up.eof {
+                return self.fail(key, s, now, Failure::BeforeResponse);
+            }
+            return Step::Idle;
+        }
+        let mut headers = EMPTY_HEADERS;
+        let resp = match head::parse_response(up.inbuf.data(), &mut headers, self.cfg.max_head) {
+            Ok(Parse::Complete(resp)) => resp,
+            Ok(Parse::Partial) if !up.eof && !up.inbuf.is_full() => return Step::Idle,
+            Ok(Parse::Partial) => return bad_gateway(s, "incomplete response head"),
+            Err(e) => return bad_gateway(s, e.as_str()),
+        };
+        let status = resp.status;
+        if status == 101 || status >= 200 {
+            s.ledger.status = status;
+            s.ledger.backend = Some(up.backend);
+            // A final answer: how long the backend took, and whether it was a server error.
+            let outcome = if status >= 500 {
+                Outcome::ServerError
+            } else {
+                Outcome::Ok
+            };
+            let latency = now.saturating_duration_since(ex.started);
+            let (backend, jitter) = (up.backend, self.rng.next_f64());
+            let t = self
+                .health
+                .request(backend, outcome, Some(latency), now, jitter);
+            self.note(t);
+        }
+        let name = self.cfg.backends[up.backend].name.as_str();
+        let mut edits = rewrite::ResponseEdits {
+            backend: self.cfg.backend_header.then_some(name),
+            close: false,
+            client_version: ex.meta.version,
+            dechunk: false,
+            switching: false,
+        };
+        let head_len = resp.head_len;
+        let next = match status {
+            101 if ex.meta.upgrade => {
+                edits.switching = true;
+                rewrite::response_head(s.out.vec(), &resp, edits);
+                None
+            }
+            101 => return bad_gateway(s, "101 without an upgrade request"),
+            100..=199 => {
+                let duplicate = status == 100 && ex.continue_sent;
+                if ex.meta.version == Version::Http11 && !duplicate {
+                    rewrite::response_head(s.out.vec(), &resp, edits);
+                }
+                up.inbuf.consume(head_len);
+                return Step::Progress;
+            }
+            _ => {
+                let kind = match resp.body(ex.meta.method) {
+                    Ok(kind) => kind,
+                    Err(e) => return bad_gateway(s, e.as_str()),
+                };
+                let dechunk = kind == BodyKind::Chunked && ex.meta.version == Version::Http10;
+                edits.dechunk = dechunk;
+                edits.close = !ex.meta.keep_alive
+                    || kind == BodyKind::UntilClose
+                    || dechunk
+                    || self.draining.is_some();
+                rewrite::response_head(s.out.vec(), &resp, edits);
+                Some(Resp::Body {
+                    dec: BodyDecoder::new(kind),
+                    framed: 0,
+                    dechunk,
+                    close_client: edits.close,
+                    reuse: resp.keep_alive() && kind != BodyKind::UntilClose,
+                })
+            }
+        };
+        up.inbuf.consume(head_len);
+        // The response has begun: the request will not be sent again.
+        s.inbuf.consume(ex.body_sent);
+        ex.body_framed -= ex.body_sent;
+        ex.body_sent = 0;
+        ex.committed = true;
+        match next {
+            Some(resp) => ex.resp = resp,
+            None => self.start_tunnel(key, s, now),
+        }
+        Step::Progress
+    }
+
+    /// Turns the exchange's backend connection into a raw two-way tunnel, timed by idleness.
+    pub(super) fn start_tunnel(&mut self, key: usize, s: &mut Session, now: Instant) {
+        let phase = std::mem::replace(&mut s.phase, Phase::Head { started: false });
+        s.phase = match phase {
+            Phase::Exchange(ex) => match ex.up {
+                Some(up) => Phase::Tunnel(Box::new(up)),
+                None => Phase::Closing { shut: false },
+            },
+            _ => Phase::Closing { shut: false },
+        };
+        s.deadline = now + self.cfg.idle_timeout;
+        self.arm(key, &mut s.timer, s.deadline);
+    }
+
+    /// Frames response body bytes for the client; finishes the exchange at the body's end.
+    pub(super) fn response_body(&mut self, key: usize, s: &mut Session, now: Instant) -> Step {
+        let buffer_size = self.cfg.buffer_size;
+        let Phase::Exchange(ex) = &mut s.phase else {
+            return Step::Idle;
+        };
+        let Some(up) = ex.up.as_mut() else {
+            return Step::Close;
+        };
+        let Resp::Body {
+            dec,
+            framed,
+            dechunk,
+            close_client,
+            ..
+        } = &mut ex.resp
+        else {
+            return Step::Idle;
+        };
+        let mut step = Step::Idle;
+        while !dec.is_done() && *framed < up.inbuf.len() {
+            if *dechunk && s.out.len() >= buffer_size {
+                break;
+            }
+            let input = &up.inbuf.data()[*framed..];
+            let Ok(d) = dec.decode(input) else {
+                log::warn!("{}: invalid response body from backend", s.peer);
+                return Step::Close;
+            };
+            if *dechunk {
+                s.out.vec().extend_from_slice(&input[d.data]);
+                up.inbuf.consume(d.consumed);
+            } else {
+                *framed += d.consumed;
+            }
+            step = Step::Progress;
+        }
+        if up.eof && !dec.is_done() && *framed == up.inbuf.len() && dec.finish_at_eof().is_err() {
+            // The backend died mid-body: the client must not take what it got as complete.
+            return Step::Close;
+        }
+        if dec.is_done() && *framed == 0 && s.out.is_empty() {
+            let close = *close_client || s.eof;
+            self.finish(key, s, now, close);
+            return Step::Progress;
+        }
+        step
+    }
+}
+
+fn bad_gateway(s: &mut Session, why: &'static str) -> Step {
+    log::warn!("{}: bad response from backend: {why}", s.peer);
+    s.answer(Canned::BadGateway, why);
+    Step::Progress
+}
