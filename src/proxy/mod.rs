@@ -18,6 +18,7 @@ mod respond;
 mod rewrite;
 mod session;
 pub mod token;
+mod tunnel;
 pub mod upstream;
 pub mod workers;
 

@@ -1,19 +1,21 @@
 //! A client connection from accept to close: reading request heads, handing each request to an
 //! [`Exchange`], relaying bytes back, tunnelling after an upgrade, and closing politely.
 
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
 use super::exchange::{Exchange, Meta, Resp};
 use super::ledger::Ledger;
+use super::tunnel::{closing, tunnel};
 use super::upstream::Upstream;
 use super::{rewrite, Conn, Proxy, Timer};
 use crate::http::head::{self, Method, Parse, EMPTY_HEADERS};
 use crate::http::response::Canned;
 use crate::net::buffer::Buffer;
 use crate::net::io::{self, Io};
+use crate::net::outbox::Outbox;
 use crate::timer::TimerId;
 
 /// Passes of one session's pump before it yields to the others; it is driven again after the
@@ -27,51 +29,6 @@ const VEC_KEPT_MAX: usize = 16 * 1024;
 
 /// How long a closing connection may take to read its last answer and hang up.
 const LINGER: Duration = Duration::from_secs(2);
-
-/// Bytes the proxy writes to the client itself: canned answers, `100 Continue`, rewritten
-/// response heads and de-chunked data. A `Vec` so that a head of any allowed size fits; what
-/// is put in is bounded by the callers (one head, or at most a buffer of data).
-#[derive(Debug, Default)]
-pub struct Outbox {
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl Outbox {
-    /// Bytes waiting.
-    pub fn data(&self) -> &[u8] {
-        &self.buf[self.pos..]
-    }
-
-    /// How many bytes are waiting.
-    pub fn len(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    /// Nothing waiting.
-    pub fn is_empty(&self) -> bool {
-        self.pos == self.buf.len()
-    }
-
-    /// Drops `n` written bytes.
-    pub fn consume(&mut self, n: usize) {
-        self.pos = (self.pos + n).min(self.buf.len());
-        if self.pos == self.buf.len() {
-            self.buf.clear();
-            self.pos = 0;
-        }
-    }
-
-    /// The vector to append to.
-    pub fn vec(&mut self) -> &mut Vec<u8> {
-        &mut self.buf
-    }
-
-    /// The storage, for reuse.
-    pub fn into_vec(self) -> Vec<u8> {
-        self.buf
-    }
-}
 
 /// What the session is doing.
 #[derive(Debug)]
@@ -558,80 +515,5 @@ fn passed_through(s: &mut Session, n: usize) {
         }
         Phase::Tunnel(up) => up.inbuf.consume(n),
         _ => {}
-    }
-}
-
-/// After a 101: bytes both ways until both sides have finished sending.
-fn tunnel(s: &mut Session, now: Instant, idle: Duration) -> Step {
-    let Phase::Tunnel(up) = &mut s.phase else {
-        return Step::Idle;
-    };
-    let mut step = Step::Idle;
-    while up.writable && !s.inbuf.is_empty() {
-        match io::write(&mut up.sock, s.inbuf.data()) {
-            Io::Progress(n) => {
-                s.inbuf.consume(n);
-                s.ledger.bytes_in += n as u64;
-                step = Step::Progress;
-            }
-            Io::WouldBlock => up.writable = false,
-            Io::Closed | Io::Failed(_) => return Step::Close,
-        }
-    }
-    if up.readable && !up.eof && !up.inbuf.is_full() {
-        let room = up.inbuf.space().len();
-        match io::read(&mut up.sock, up.inbuf.space()) {
-            Io::Progress(n) => {
-                up.inbuf.commit(n);
-                up.readable = io::still_readable(n, room, up.hup);
-                step = Step::Progress;
-            }
-            Io::WouldBlock => up.readable = false,
-            Io::Closed => {
-                up.eof = true;
-                step = Step::Progress;
-            }
-            Io::Failed(_) => return Step::Close,
-        }
-    }
-    if step == Step::Progress {
-        s.deadline = now + idle;
-    }
-    // Half-close passes on: each side's end of sending becomes a shutdown of the other's write.
-    let client_done = s.eof && s.inbuf.is_empty();
-    let backend_done = up.eof && up.inbuf.is_empty();
-    if client_done {
-        let _ = up.sock.shutdown(Shutdown::Write);
-    }
-    if backend_done {
-        let _ = s.sock.shutdown(Shutdown::Write);
-    }
-    if client_done && backend_done {
-        return Step::Close;
-    }
-    step
-}
-
-/// Once the last answer is out, half-close and wait (bounded by the deadline) for the client
-/// to close, so unread request bytes do not turn the close into a reset that destroys the answer.
-fn closing(s: &mut Session) -> Step {
-    let Phase::Closing { shut } = &mut s.phase else {
-        return Step::Idle;
-    };
-    if !s.out.is_empty() {
-        return Step::Idle;
-    }
-    if !*shut {
-        *shut = true;
-        s.inbuf.clear();
-        if s.sock.shutdown(Shutdown::Write).is_err() {
-            return Step::Close;
-        }
-        return Step::Progress;
-    }
-    if s.eof {
-        Step::Close
-    } else {
-        Step::Idle
     }
 }
