@@ -4,24 +4,38 @@
 #
 # Usage: scripts/bench.sh [all|echo] [--quick] [--rounds N] [--duration S] [--scenarios LIST]
 #
-#   all          (default) scenarios a-f and the echo comparison
+#   all          (default) scenarios a-g and the echo comparison
 #   echo         only the echo comparison: rr-echo vs nginx `return 200`, GET /healthz, wrk -t1 -c50
-#   --quick      1 round of 3 s per run, no warm-up (the whole default run in under two minutes)
+#   --quick      1 round of 3 s per run, no warm-up (the whole default run in about two minutes)
 #   --rounds N   rounds per scenario (default 3); each round runs every target once, and the
 #                order alternates (A B C D, then D C B A, ...) so drift does not favour one target
 #   --duration S seconds per wrk run (default 5)
-#   --scenarios  comma-separated subset of a,b,c,d,e,f,echo
+#   --scenarios  comma-separated subset of a,b,c,d,e,f,g,echo
 #
 # Scenarios (wrk -t1; the proxy under test on core 0, wrk and the backends on core 1):
 #   a  GET /healthz, 50 connections          d  GET /healthz with `Connection: close`, 50 conns
 #   b  GET /healthz, 200 connections         e  1 KiB JSON POST, echoed back, 50 connections
 #   c  64 KiB JSON POST, echoed back, 50     f  L4: rr-proxy --mode tcp vs HAProxy mode tcp
+#   g  idle: memory per idle keep-alive client connection (10 000 of them), not wrk; see below
 #
 # Per run it records req/s, p50/p99 latency, errors (non-2xx plus socket errors), the proxy's CPU
 # time per request (utime+stime from /proc/PID/stat before and after, over every process of the
 # target: nginx master plus worker) and its peak RSS during the run (VmHWM, reset before each
 # run). It prints per scenario the median per target and the ratios rr-proxy ÷ best peer and
 # rr-proxy ÷ direct. Results are kept in run/bench/<timestamp>/.
+#
+# Scenario g (issue #6: at most 8 KiB resident per idle connection) runs on fresh instances of
+# rr-proxy, nginx and HAProxy of its own, started for it with room for 12 000 clients and a 10 min
+# keep-alive timeout, so the traffic of a-f neither pre-grows their heaps nor changes a-f's
+# configs. Per target, scripts/idle_conns.py (on the load core) opens 1 000 connections with one
+# GET /healthz each and closes them (a warm-up: pools a burst fills are not charged to idle
+# connections), reads VmRSS ("before"; nginx: master + worker summed), opens 10 000 connections
+# (100 in progress at once) with one keep-alive GET /healthz each, reads every answer, reads
+# VmRSS again, checks none was closed, and closes them. It reports (idle - before) / 10 000 bytes
+# per connection, the verdict against 8 KiB and the ratio to nginx, once per target and run
+# (a second pass on the same process reuses freed memory and reads near zero). nginx allocates
+# and touches its worker_connections slots (about 0.4 KiB each) at start, so they sit in its
+# "before", not in its per-connection figure.
 #
 # Needs wrk, nginx, haproxy and python3; installs missing ones with apt-get. Everything it starts
 # is stopped on exit. If rr-proxy is not built yet (its --help fails), the rr-proxy targets are
@@ -49,11 +63,21 @@ readonly PORT_NGINX=$((BASE + 10))
 readonly PORT_HAPROXY=$((BASE + 11))
 readonly PORT_HAPROXY_TCP=$((BASE + 12))
 readonly PORT_NGINX_STATIC=$((BASE + 13))
+# Scenario g's own instances.
+readonly PORT_RR_PROXY_IDLE=$((BASE + 14))
+readonly PORT_NGINX_IDLE=$((BASE + 15))
+readonly PORT_HAPROXY_IDLE=$((BASE + 16))
 # The rr-echo under test in the echo comparison: its own instance, on the proxy core.
 readonly PORT_ECHO_SUBJECT=$((BASE + 4))
 # RR_BIN_DIR benchmarks prebuilt binaries (say, an older build kept aside) instead of building.
 readonly BIN=${RR_BIN_DIR:-target/release}
 readonly REPORT=scripts/bench_report.py
+readonly IDLE=scripts/idle_conns.py
+# Scenario g: idle connections measured, the limit per connection, and the room every proxy gets.
+readonly IDLE_CONNS=10000
+readonly IDLE_LIMIT_BYTES=8192
+readonly IDLE_ROOM=12000
+readonly IDLE_TIMEOUT_S=600
 # How long a started process may take to accept connections.
 readonly READY_SECS=10
 
@@ -97,7 +121,7 @@ fi
 if [ "$mode" = echo ]; then
     only=${only:-echo}
 fi
-only=${only:-a,b,c,d,e,f,echo}
+only=${only:-a,b,c,d,e,f,g,echo}
 
 wanted() { [[ ",$only," == *",$1,"* ]]; }
 
@@ -139,7 +163,10 @@ have_proxy=0
 have_tcp=0
 if ready_bin "$BIN/rr-proxy"; then
     have_proxy=1
-    if "$BIN/rr-proxy" --help 2>&1 | grep -q -- '--mode'; then have_tcp=1; fi
+    # Captured first: `--help | grep -q` under pipefail fails whenever grep exits before the
+    # writer is done (EPIPE), which would skip (f) by chance.
+    proxy_help=$("$BIN/rr-proxy" --help 2>&1 </dev/null) || true
+    if grep -q -- '--mode' <<<"$proxy_help"; then have_tcp=1; fi
 else
     echo "bench: note: $BIN/rr-proxy --help failed (not built yet?); skipping the rr-proxy targets"
 fi
@@ -266,27 +293,29 @@ http_ok() {
 backend_list=$(printf '127.0.0.1:%s,' "${BACKEND_PORTS[@]}")
 backend_list=${backend_list%,}
 
+# write_nginx_conf NAME PORT STATIC_PORT WORKER_CONNECTIONS KEEPALIVE_TIMEOUT: writes
+# $WORK/NAME.conf (prefix $WORK/NAME/); STATIC_PORT "-" leaves out the `return 200` server.
 write_nginx_conf() {
-    local p
-    mkdir -p "$WORK/nginx"
+    local name=$1 port=$2 static_port=$3 worker_conns=$4 keepalive=$5 p
+    mkdir -p "$WORK/$name"
     {
         cat <<EOF
 worker_processes 1;
 daemon off;
 master_process on;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-events { worker_connections 8192; }
+pid $WORK/$name.pid;
+error_log $WORK/$name-error.log warn;
+events { worker_connections $worker_conns; }
 http {
     access_log off;
-    client_body_temp_path $WORK/nginx/client_body;
-    proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi;
-    uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
+    client_body_temp_path $WORK/$name/client_body;
+    proxy_temp_path $WORK/$name/proxy;
+    fastcgi_temp_path $WORK/$name/fastcgi;
+    uwsgi_temp_path $WORK/$name/uwsgi;
+    scgi_temp_path $WORK/$name/scgi;
     # The default of 1000 requests per client connection would add reconnects nobody else pays.
     keepalive_requests 1000000;
-    keepalive_timeout 60s;
+    keepalive_timeout $keepalive;
     # Keep the 64 KiB request and response bodies in memory, never in temp files.
     client_body_buffer_size 128k;
     client_max_body_size 1m;
@@ -303,46 +332,58 @@ EOF
         keepalive_requests 1000000;
     }
     server {
-        listen 127.0.0.1:$PORT_NGINX backlog=4096;
+        listen 127.0.0.1:$port backlog=4096;
         location / {
             proxy_pass http://rr_echo;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }
     }
+EOF
+        [ "$static_port" = - ] || cat <<EOF
     # The echo comparison: nginx answering by itself, with the body rr-echo's /healthz sends.
     server {
-        listen 127.0.0.1:$PORT_NGINX_STATIC backlog=4096;
+        listen 127.0.0.1:$static_port backlog=4096;
         location / {
             default_type application/json;
             return 200 '{"status":"ok"}';
         }
     }
-}
 EOF
-    } >"$WORK/nginx.conf"
+        echo "}"
+    } >"$WORK/$name.conf"
 }
 
+# write_haproxy_conf NAME MAXCONN IDLE_TIMEOUT: writes $WORK/NAME.cfg. IDLE_TIMEOUT is both
+# `timeout client` and `timeout http-keep-alive`. Only NAME "haproxy" gets the L4 listener.
 write_haproxy_conf() {
-    local p n
+    local name=$1 maxconn=$2 idle=$3 port=$PORT_HAPROXY p n
+    [ "$name" = haproxy ] || port=$PORT_HAPROXY_IDLE
     {
         cat <<EOF
 global
     nbthread 1
-    maxconn 4096
-    pidfile $WORK/haproxy.pid
+    maxconn $maxconn
+    pidfile $WORK/$name.pid
+EOF
+        # HAProxy wants two descriptors per connection (client and server side) and refuses to
+        # start when the limit is lower; idle clients hold no server side, so one is enough.
+        if [ "$((maxconn * 2 + 100))" -gt "$(ulimit -n)" ]; then
+            echo "    no strict-limits"
+        fi
+        cat <<EOF
 
 defaults
     timeout connect 5s
-    timeout client 30s
+    timeout client $idle
     timeout server 30s
-    timeout http-keep-alive 30s
+    timeout http-keep-alive $idle
     timeout http-request 10s
-    maxconn 4096
+    maxconn $maxconn
 
 frontend http_in
     mode http
-    bind 127.0.0.1:$PORT_HAPROXY
+    bind 127.0.0.1:$port
     option http-keep-alive
     default_backend rr_echo
 
@@ -358,19 +399,21 @@ EOF
             n=$((n + 1))
             echo "    server echo-$n 127.0.0.1:$p check inter 2s"
         done
-        cat <<EOF
+        if [ "$name" = haproxy ]; then
+            cat <<EOF
 
 listen tcp_in
     mode tcp
     bind 127.0.0.1:$PORT_HAPROXY_TCP
     balance roundrobin
 EOF
-        n=0
-        for p in "${BACKEND_PORTS[@]}"; do
-            n=$((n + 1))
-            echo "    server echo-$n 127.0.0.1:$p check inter 2s"
-        done
-    } >"$WORK/haproxy.cfg"
+            n=0
+            for p in "${BACKEND_PORTS[@]}"; do
+                n=$((n + 1))
+                echo "    server echo-$n 127.0.0.1:$p check inter 2s"
+            done
+        fi
+    } >"$WORK/$name.cfg"
 }
 
 write_lua() {
@@ -494,12 +537,14 @@ scenario() {
 need_backends=0 need_haproxy=0
 for s in a b c d e f; do wanted "$s" && need_backends=1 need_haproxy=1; done
 [ "$mode" = echo ] && need_haproxy=0
+# Scenario g starts its own proxies, but they relay to the same backends.
+wanted g && need_backends=1
 
-write_nginx_conf
+write_nginx_conf nginx "$PORT_NGINX" "$PORT_NGINX_STATIC" 8192 60s
 nginx -t -q -e "$WORK/nginx-error.log" -p "$WORK/nginx/" -c "$WORK/nginx.conf" ||
     die "nginx rejected the generated config ($WORK/nginx.conf)"
 if [ "$need_haproxy" = 1 ]; then
-    write_haproxy_conf
+    write_haproxy_conf haproxy 4096 30s
     haproxy -c -q -f "$WORK/haproxy.cfg" || die "haproxy rejected the generated config"
 fi
 write_lua post-64k 65536
@@ -518,21 +563,30 @@ if wanted echo; then
     start rr-echo "$PROXY_CPU" "$PORT_ECHO_SUBJECT" \
         "$BIN/rr-echo" --port "$PORT_ECHO_SUBJECT" --name echo-subject
 fi
-start nginx "$PROXY_CPU" "$PORT_NGINX" \
-    nginx -e "$WORK/nginx-error.log" -p "$WORK/nginx/" -c "$WORK/nginx.conf"
-# The master binds before it forks the worker, so the port can answer before the worker exists.
-nginx_workers=
-for ((i = 0; i < READY_SECS * 10; i++)); do
-    nginx_workers=$(children "${PID[nginx]}" | tr '\n' ' ')
-    [ -n "$nginx_workers" ] && break
-    sleep 0.1
-done
-[ -n "$nginx_workers" ] || die "nginx started no worker; see $WORK/nginx-error.log"
-nginx_pids="${PID[nginx]} $nginx_workers"
+# start_nginx NAME PORT: starts nginx with $WORK/NAME.conf and sets NGINX_PIDS[NAME] to
+# "master worker...".
+declare -A NGINX_PIDS=()
+start_nginx() {
+    local name=$1 port=$2 workers='' i
+    start "$name" "$PROXY_CPU" "$port" \
+        nginx -e "$WORK/$name-error.log" -p "$WORK/$name/" -c "$WORK/$name.conf"
+    # The master binds before it forks the worker, so the port can answer before the worker
+    # exists.
+    for ((i = 0; i < READY_SECS * 10; i++)); do
+        workers=$(children "${PID[$name]}" | tr '\n' ' ')
+        [ -n "$workers" ] && break
+        sleep 0.1
+    done
+    [ -n "$workers" ] || die "$name started no worker; see $WORK/$name-error.log"
+    NGINX_PIDS[$name]="${PID[$name]} ${workers% }"
+}
+
+start_nginx nginx "$PORT_NGINX"
+nginx_pids=${NGINX_PIDS[nginx]}
 if [ "$need_haproxy" = 1 ]; then
     start haproxy "$PROXY_CPU" "$PORT_HAPROXY" haproxy -db -f "$WORK/haproxy.cfg"
 fi
-if [ "$need_backends" = 1 ] && [ "$have_proxy" = 1 ]; then
+if [ "$need_haproxy" = 1 ] && [ "$have_proxy" = 1 ]; then
     start rr-proxy "$PROXY_CPU" "$PORT_RR_PROXY" \
         "$BIN/rr-proxy" --listen "127.0.0.1:$PORT_RR_PROXY" --backends "$backend_list"
     TARGET[rr-proxy]="$PORT_RR_PROXY ${PID[rr-proxy]}"
@@ -580,7 +634,78 @@ if wanted echo; then
         rr-echo nginx - 50 /healthz rr-echo nginx
 fi
 
+# ---------------------------------------------------------------------------------------------
+# Scenario g: memory per idle keep-alive connection. Last, so that the sockets it leaves in
+# TIME_WAIT cannot touch the throughput runs. Fresh processes of its own (see the header).
+
+IDLE_RESULTS="$OUT/idle.tsv"
+: >"$IDLE_RESULTS"
+
+# idle_run LABEL PORT PID...: one measurement of one target, appended to $IDLE_RESULTS.
+idle_run() {
+    local label=$1 port=$2 pid
+    shift 2
+    http_ok "$port" /healthz || die "(g) $label on port $port does not answer GET /healthz with 200"
+    local pids
+    pids=$(tr ' ' ',' <<<"$*")
+    if ! (pin "$LOAD_CPU" python3 "$IDLE" measure --port "$port" --pids "$pids" \
+        --target "$label" --conns "$IDLE_CONNS" --deadline 120) >>"$IDLE_RESULTS" </dev/null; then
+        echo "bench: (g) $label: not every connection was answered and kept (see the table)" >&2
+    fi
+    for pid; do alive "$pid" || die "(g) $label: process $pid died; see ${LOG[*]}"; done
+}
+
+if wanted g; then
+    echo
+    echo "bench: (g) idle: resident memory per idle keep-alive connection," \
+        "$IDLE_CONNS connections per target"
+    nofile=$(ulimit -n)
+    if [ "$nofile" -lt $((IDLE_CONNS + 200)) ]; then
+        echo "bench: (g) skipped: the open-file limit ($nofile) is below $((IDLE_CONNS + 200))"
+    else
+        write_nginx_conf nginx-idle "$PORT_NGINX_IDLE" - "$IDLE_ROOM" "${IDLE_TIMEOUT_S}s"
+        nginx -t -q -e "$WORK/nginx-idle-error.log" -p "$WORK/nginx-idle/" \
+            -c "$WORK/nginx-idle.conf" || die "nginx rejected $WORK/nginx-idle.conf"
+        write_haproxy_conf haproxy-idle "$IDLE_ROOM" "${IDLE_TIMEOUT_S}s"
+        haproxy -c -q -f "$WORK/haproxy-idle.cfg" || die "haproxy rejected $WORK/haproxy-idle.cfg"
+        if grep -q 'no strict-limits' "$WORK/haproxy-idle.cfg"; then
+            echo "bench: (g) note: open-file limit $nofile < 2 x maxconn $IDLE_ROOM; HAProxy runs" \
+                "with 'no strict-limits' (idle clients hold no server-side descriptor)"
+        fi
+        idle_targets=()
+        if [ "$have_proxy" = 1 ]; then
+            start rr-proxy-idle "$PROXY_CPU" "$PORT_RR_PROXY_IDLE" "$BIN/rr-proxy" \
+                --listen "127.0.0.1:$PORT_RR_PROXY_IDLE" --backends "$backend_list" \
+                --max-conns "$IDLE_ROOM" --idle-timeout "${IDLE_TIMEOUT_S}s"
+            idle_targets+=(rr-proxy)
+        fi
+        start_nginx nginx-idle "$PORT_NGINX_IDLE"
+        read -ra nginx_idle_pids <<<"${NGINX_PIDS[nginx-idle]}"
+        start haproxy-idle "$PROXY_CPU" "$PORT_HAPROXY_IDLE" haproxy -db -f "$WORK/haproxy-idle.cfg"
+        idle_targets+=(nginx haproxy)
+        sleep 1 # HAProxy's first health checks
+        for t in "${idle_targets[@]}"; do
+            case $t in
+            rr-proxy) idle_run rr-proxy "$PORT_RR_PROXY_IDLE" "${PID[rr-proxy-idle]}" ;;
+            nginx) idle_run nginx "$PORT_NGINX_IDLE" "${nginx_idle_pids[@]}" ;;
+            haproxy) idle_run haproxy "$PORT_HAPROXY_IDLE" "${PID[haproxy-idle]}" ;;
+            esac
+        done
+        echo
+        echo "(g) idle: $IDLE_CONNS keep-alive connections after one GET /healthz each"
+        python3 "$IDLE" table --results "$IDLE_RESULTS" --limit "$IDLE_LIMIT_BYTES"
+    fi
+fi
+
 python3 "$REPORT" table --results "$RESULTS" --scenarios "$SCENARIOS" >"$OUT/report.txt"
 python3 "$REPORT" table --results "$RESULTS" --scenarios "$SCENARIOS" --summary-only
+if [ -s "$IDLE_RESULTS" ]; then
+    {
+        echo
+        echo "(g) idle: $IDLE_CONNS keep-alive connections after one GET /healthz each"
+        python3 "$IDLE" table --results "$IDLE_RESULTS" --limit "$IDLE_LIMIT_BYTES"
+    } >>"$OUT/report.txt"
+    python3 "$IDLE" table --results "$IDLE_RESULTS" --limit "$IDLE_LIMIT_BYTES" --summary
+fi
 echo
 echo "bench: all tables in $OUT/report.txt"
