@@ -171,6 +171,11 @@ impl Health {
         }
     }
 
+    /// When its current ejection ends, if it is ejected.
+    pub fn ejected_until(&self, i: usize) -> Option<Instant> {
+        self.states.get(i).and_then(|s| s.ejected_until)
+    }
+
     /// Whether probes say it is up, and until when it is ejected (for status pages).
     pub fn describe(&self, i: usize, now: Instant) -> (bool, Option<Duration>) {
         match self.states.get(i) {
@@ -202,9 +207,11 @@ impl Health {
         s.down = !s.down;
         s.streak = 0;
         if !s.down {
-            // Back by probes: a clean slate for traffic too.
+            // Back by probes: a clean slate for traffic too, the ejection length included, or
+            // a backend that was restarted would be ejected longer each time it next stumbles.
             s.failures = 0;
             s.ejected_until = None;
+            s.level = 0;
         }
         Some(Transition {
             backend: i,
@@ -349,6 +356,28 @@ mod tests {
         assert_eq!(h.probe(0, true, "status 200"), None);
         let t = h.probe(0, true, "status 200").unwrap();
         assert!(t.usable && h.usable(0, now));
+    }
+
+    #[test]
+    fn coming_back_by_probes_resets_the_ejection_length() {
+        let mut h = health(3);
+        let t0 = Instant::now();
+        for _ in 0..6 {
+            h.request(0, Outcome::ConnectFailed, None, t0, 0.0); // two ejections: level 2
+        }
+        for _ in 0..3 {
+            h.probe(0, false, "refused");
+        }
+        for _ in 0..2 {
+            h.probe(0, true, "status 200");
+        }
+        assert!(h.usable(0, t0), "back by probes, ejection cleared");
+        let t = (0..3)
+            .filter_map(|_| h.request(0, Outcome::ConnectFailed, None, t0, 0.0))
+            .last()
+            .unwrap();
+        assert!(t.reason.starts_with("ejected for 1s"), "{}", t.reason);
+        assert_eq!(h.ejected_until(0), Some(t0 + Duration::from_secs(1)));
     }
 
     #[test]

@@ -85,7 +85,7 @@ enum Timer {
     /// The probe at this slab key ran out of time.
     ProbeTimeout(usize),
     /// This backend's ejection ends.
-    EjectionEnd(usize),
+    EjectionEnd(usize, Instant),
     /// The drain after a stop signal has taken long enough.
     DrainDeadline,
     /// The admin connection at this slab key has taken long enough.
@@ -354,7 +354,7 @@ impl Proxy {
                 Timer::Session(key) => self.on_deadline(key, id, now),
                 Timer::ProbeDue(backend) => self.start_probe(backend, now),
                 Timer::ProbeTimeout(key) => self.on_probe_timeout(key, id, now),
-                Timer::EjectionEnd(backend) => self.ejection_over(backend, now),
+                Timer::EjectionEnd(backend, until) => self.ejection_over(backend, until, now),
             }
         }
     }

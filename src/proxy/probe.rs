@@ -175,13 +175,17 @@ impl Proxy {
         log::warn!("backend {name} {state}: {}", t.reason);
         if let Some(until) = t.until {
             self.metrics.record_ejection(t.backend);
-            self.timers.insert(until, Timer::EjectionEnd(t.backend));
+            self.timers
+                .insert(until, Timer::EjectionEnd(t.backend, until));
         }
     }
 
     /// An ejection's time is over.
-    pub(super) fn ejection_over(&self, backend: usize, now: Instant) {
-        if self.health.usable(backend, now) {
+    /// Logs only an ejection that really ran its course: one that probes cleared, or that a
+    /// later ejection replaced, ended otherwise.
+    pub(super) fn ejection_over(&self, backend: usize, until: Instant, now: Instant) {
+        let same = self.health.ejected_until(backend) == Some(until);
+        if same && self.health.usable(backend, now) {
             let name = self.backend_name(backend);
             log::warn!("backend {name} on probation: ejection over");
         }
