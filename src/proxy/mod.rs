@@ -32,7 +32,7 @@ use slab::Slab;
 use crate::balancer::Balancer;
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::net::buffer::BufferPool;
+use crate::net::buffer::{Buffer, BufferPool};
 use crate::rng::Rng;
 use crate::timer::{TimerId, TimerWheel};
 pub use config::Config;
@@ -51,8 +51,10 @@ const TIMER_SLOTS: usize = 4096;
 /// How long accepting pauses when the process is out of file descriptors, so the loop does
 /// not spin on an accept that cannot succeed.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// Free buffers kept for reuse (each `max(--max-head, --buffer-size)` bytes).
+/// Free buffers kept for reuse (each `--buffer-size` bytes).
 const BUFFERS_KEPT: usize = 256;
+/// Free head-sized buffers kept for reuse: big heads are rare.
+const BIG_BUFFERS_KEPT: usize = 8;
 /// Events taken from the kernel per poll.
 const EVENTS_PER_POLL: usize = 1024;
 
@@ -115,8 +117,10 @@ pub struct Proxy {
     accept_paused: bool,
     /// Sessions that stopped for fairness with work left; driven again after this batch.
     again: Vec<usize>,
-    /// Buffer storage reused across connections.
+    /// Buffer storage reused across connections (`--buffer-size` each).
     bufs: BufferPool,
+    /// Head-sized buffers (`--max-head`), for the rare head that outgrows a normal buffer.
+    big: BufferPool,
     /// Head vectors (rewritten request heads, response heads) reused across connections, so
     /// a new connection does not grow them from nothing again.
     vecs: Vec<Vec<u8>>,
@@ -195,7 +199,8 @@ impl Proxy {
             accept_paused: false,
             again: Vec::new(),
             vecs: Vec::new(),
-            bufs: BufferPool::new(cfg.max_head.max(cfg.buffer_size), BUFFERS_KEPT),
+            bufs: BufferPool::new(cfg.buffer_size, BUFFERS_KEPT),
+            big: BufferPool::new(cfg.max_head.max(cfg.buffer_size), BIG_BUFFERS_KEPT),
             cfg,
         };
         if let Some(admin) = admin {
@@ -363,8 +368,30 @@ impl Proxy {
         if let Some(Conn::Pooled(mut up)) = self.conns.try_remove(key) {
             self.pools[up.backend].remove(key);
             let _ = self.poll.registry().deregister(&mut up.sock);
-            self.bufs.give(up.inbuf);
+            self.give_buf(up.inbuf);
         }
+    }
+
+    /// Gives a buffer's storage back to the pool of its size.
+    fn give_buf(&mut self, buf: Buffer) {
+        if buf.capacity() == self.cfg.buffer_size {
+            self.bufs.give(buf);
+        } else {
+            self.big.give(buf);
+        }
+    }
+
+    /// Moves what `buf` holds into a head-sized buffer, when a head outgrows a normal one.
+    /// False when it is head-sized already: the head is over the limit.
+    fn grow(&mut self, buf: &mut Buffer) -> bool {
+        if buf.capacity() >= self.cfg.max_head {
+            return false;
+        }
+        let mut big = self.big.take();
+        big.push(buf.data());
+        let small = std::mem::replace(buf, big);
+        self.give_buf(small);
+        true
     }
 
     /// Reserves a slab entry for `sock` (as `Busy`, for the caller to fill) and registers the

@@ -28,6 +28,11 @@ impl Proxy {
             }
             return Step::Idle;
         }
+        // A head that fills the buffer without ending gets a head-sized one, once.
+        let unfinished = up.inbuf.is_full() && head::find_head_end(up.inbuf.data(), 0).is_none();
+        if unfinished && !up.eof && self.grow(&mut up.inbuf) {
+            return Step::Progress;
+        }
         let mut headers = EMPTY_HEADERS;
         let resp = match head::parse_response(up.inbuf.data(), &mut headers, self.cfg.max_head) {
             Ok(Parse::Complete(resp)) => resp,

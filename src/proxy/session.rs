@@ -203,7 +203,7 @@ impl Proxy {
             // Between requests a keep-alive connection holds no buffer: 10 000 idle clients
             // cost their sessions, not 10 000 buffers.
             let buf = std::mem::replace(&mut s.inbuf, Buffer::detached());
-            self.bufs.give(buf);
+            self.give_buf(buf);
         }
         match flow {
             Flow::Open => self.conns[key] = Conn::Client(s),
@@ -260,6 +260,10 @@ impl Proxy {
         let data = s.inbuf.data();
         if head::find_head_end(data, s.scanned).is_none() {
             s.scanned = data.len();
+            if s.inbuf.is_full() && data.len() < max_head && self.grow(&mut s.inbuf) {
+                return Step::Progress; // a long head: room to read the rest of it
+            }
+            let data = s.inbuf.data();
             if data.len() >= max_head {
                 s.answer(Canned::HeaderFieldsTooLarge, "request head too large");
                 return Step::Progress;
@@ -340,13 +344,13 @@ impl Proxy {
             up.reused = true;
             // A parked connection needs no buffer until it is used again.
             let buf = std::mem::replace(&mut up.inbuf, Buffer::detached());
-            self.bufs.give(buf);
+            self.give_buf(buf);
             self.conns[key] = Conn::Pooled(up);
             return;
         }
         let _ = self.poll.registry().deregister(&mut up.sock);
         self.conns.try_remove(key);
-        self.bufs.give(up.inbuf);
+        self.give_buf(up.inbuf);
     }
 
     /// Closes an idle session (a drain does this to keep-alive connections between requests).
@@ -387,7 +391,7 @@ impl Proxy {
             out,
             ..
         } = *s;
-        self.bufs.give(inbuf);
+        self.give_buf(inbuf);
         for mut v in [reqhead, out.into_vec()] {
             if self.vecs.len() < VECS_KEPT && v.capacity() <= VEC_KEPT_MAX {
                 v.clear();

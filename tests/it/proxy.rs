@@ -461,3 +461,26 @@ fn a_backend_stalling_mid_body_is_cut_after_the_backend_timeout() {
         started.elapsed()
     );
 }
+
+#[test]
+fn heads_larger_than_a_buffer_pass_both_ways() {
+    // 30 KiB of fields: more than a 16 KiB relay buffer, within the 64 KiB head limit.
+    let filler = "v".repeat(1000);
+    let mut fields = String::new();
+    for i in 0..30 {
+        fields.push_str(&format!("X-Big-{i}: {filler}\r\n"));
+    }
+    let response = format!("HTTP/1.1 200 OK\r\n{fields}Content-Length: 2\r\n\r\nok");
+    let b = Backend::start(move |_| Reply::Bytes(response.clone().into_bytes()));
+    let p = proxy(&[b.addr], &[]);
+    let mut c = p.client();
+    for _ in 0..2 {
+        let req = format!("GET / HTTP/1.1\r\nHost: t\r\n{fields}\r\n");
+        let r = c.request(req.as_bytes());
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+        assert_eq!(r.header("x-big-29").map(str::len), Some(1000));
+    }
+    let seen = b.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].header("x-big-29").map(|v| v.len()), Some(1000));
+}
