@@ -123,6 +123,11 @@ impl BufferPool {
         }
     }
 
+    /// The size of the buffers it hands out.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
     /// An empty buffer, reused when one is free.
     pub fn take(&mut self) -> Buffer {
         match self.free.pop() {

@@ -85,7 +85,6 @@ impl Proxy {
         let done = self.admin_step(&mut a);
         if done {
             self.timers.cancel(a.timer);
-            let _ = self.poll.registry().deregister(&mut a.sock);
             self.conns.try_remove(key);
         } else {
             self.conns[key] = Conn::Admin(a);
@@ -95,9 +94,7 @@ impl Proxy {
     /// The admin connection at `key` ran out of time.
     pub(super) fn admin_timeout(&mut self, key: usize, id: TimerId) {
         if matches!(self.conns.get(key), Some(Conn::Admin(a)) if a.timer == id) {
-            if let Some(Conn::Admin(mut a)) = self.conns.try_remove(key) {
-                let _ = self.poll.registry().deregister(&mut a.sock);
-            }
+            self.conns.try_remove(key);
         }
     }
 

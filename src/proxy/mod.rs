@@ -51,6 +51,11 @@ const TIMER_SLOTS: usize = 4096;
 /// How long accepting pauses when the process is out of file descriptors, so the loop does
 /// not spin on an accept that cannot succeed.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// The buffer a client's request head is read into first: room for any ordinary head and a
+/// few pipelined ones.
+const HEAD_BUFFER: usize = 4 * 1024;
+/// Free head buffers kept for reuse.
+const HEAD_BUFFERS_KEPT: usize = 1024;
 /// Free buffers kept for reuse (each `--buffer-size` bytes).
 const BUFFERS_KEPT: usize = 256;
 /// Free head-sized buffers kept for reuse: big heads are rare.
@@ -117,7 +122,10 @@ pub struct Proxy {
     accept_paused: bool,
     /// Sessions that stopped for fairness with work left; driven again after this batch.
     again: Vec<usize>,
-    /// Buffer storage reused across connections (`--buffer-size` each).
+    /// Small buffers a client's request heads are read into (most heads are short, and a
+    /// slow client holding one costs little).
+    heads: BufferPool,
+    /// Relay buffers (`--buffer-size`), for connections moving bodies or responses.
     bufs: BufferPool,
     /// Head-sized buffers (`--max-head`), for the rare head that outgrows a normal buffer.
     big: BufferPool,
@@ -199,6 +207,7 @@ impl Proxy {
             accept_paused: false,
             again: Vec::new(),
             vecs: Vec::new(),
+            heads: BufferPool::new(HEAD_BUFFER.min(cfg.buffer_size), HEAD_BUFFERS_KEPT),
             bufs: BufferPool::new(cfg.buffer_size, BUFFERS_KEPT),
             big: BufferPool::new(cfg.max_head.max(cfg.buffer_size), BIG_BUFFERS_KEPT),
             cfg,
@@ -297,13 +306,14 @@ impl Proxy {
         let now = Instant::now();
         let deadline = now + self.cfg.head_timeout;
         let timer = self.timers.insert(deadline, Timer::Session(key));
-        let mut session = Box::new(Session::new(sock, peer, self.bufs.take(), timer, deadline));
+        let mut session = Box::new(Session::new(sock, peer, self.heads.take(), timer, deadline));
         session.reqhead = self.vecs.pop().unwrap_or_default();
         *session.out.vec() = self.vecs.pop().unwrap_or_default();
         self.clients += 1;
         if self.cfg.mode == config::Mode::Tcp {
             // A backend per connection: choose and dial it now; client bytes wait in the buffer.
             session.start_raw();
+            self.grow(&mut session.inbuf);
             self.attach(key, &mut session, now, None);
         }
         self.conns[key] = Conn::Client(session);
@@ -365,29 +375,35 @@ impl Proxy {
     }
 
     fn close_pooled(&mut self, key: usize) {
-        if let Some(Conn::Pooled(mut up)) = self.conns.try_remove(key) {
+        if let Some(Conn::Pooled(up)) = self.conns.try_remove(key) {
             self.pools[up.backend].remove(key);
-            let _ = self.poll.registry().deregister(&mut up.sock);
             self.give_buf(up.inbuf);
         }
     }
 
     /// Gives a buffer's storage back to the pool of its size.
     fn give_buf(&mut self, buf: Buffer) {
-        if buf.capacity() == self.cfg.buffer_size {
+        let cap = buf.capacity();
+        if cap == self.cfg.buffer_size {
             self.bufs.give(buf);
+        } else if cap == self.heads.size() {
+            self.heads.give(buf);
         } else {
             self.big.give(buf);
         }
     }
 
-    /// Moves what `buf` holds into a head-sized buffer, when a head outgrows a normal one.
-    /// False when it is head-sized already: the head is over the limit.
+    /// Moves what `buf` holds into the next size up: a head buffer into a relay buffer, a
+    /// relay buffer into a head-limit one. False when there is no larger size.
     fn grow(&mut self, buf: &mut Buffer) -> bool {
-        if buf.capacity() >= self.cfg.max_head {
+        let cap = buf.capacity();
+        let mut big = if cap < self.cfg.buffer_size {
+            self.bufs.take()
+        } else if cap < self.cfg.max_head {
+            self.big.take()
+        } else {
             return false;
-        }
-        let mut big = self.big.take();
+        };
         big.push(buf.data());
         let small = std::mem::replace(buf, big);
         self.give_buf(small);
@@ -396,6 +412,9 @@ impl Proxy {
 
     /// Reserves a slab entry for `sock` (as `Busy`, for the caller to fill) and registers the
     /// socket for both directions under the entry's token: reserve, register, then insert.
+    /// Nothing deregisters a socket it is about to drop: on Linux closing the descriptor takes
+    /// it out of the epoll set, and an explicit deregistration is one more system call per
+    /// connection.
     fn register(&mut self, sock: &mut mio::net::TcpStream) -> io::Result<usize> {
         let key = self.conns.insert(Conn::Busy);
         let interest = Interest::READABLE | Interest::WRITABLE;

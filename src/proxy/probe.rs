@@ -141,11 +141,10 @@ impl Proxy {
     }
 
     fn finish_probe(&mut self, key: usize, ok: bool, detail: &str, now: Instant) {
-        let Some(Conn::Probe(mut p)) = self.conns.try_remove(key) else {
+        let Some(Conn::Probe(p)) = self.conns.try_remove(key) else {
             return;
         };
         self.timers.cancel(p.timer);
-        let _ = self.poll.registry().deregister(&mut p.sock);
         self.probe_result(p.backend, ok, detail, now);
     }
 

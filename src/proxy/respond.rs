@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::dial::Failure;
 use super::exchange::Resp;
-use super::session::{Phase, Session, Step};
+use super::session::{Ending, Phase, Session, Step};
 use super::{rewrite, Proxy};
 use crate::health::Outcome;
 use crate::http::framing::{BodyDecoder, BodyKind};
@@ -121,9 +121,9 @@ impl Proxy {
         s.phase = match phase {
             Phase::Exchange(ex) => match ex.up {
                 Some(up) => Phase::Tunnel(Box::new(up)),
-                None => Phase::Closing { shut: false },
+                None => Phase::Closing(Ending::Flush { linger: true }),
             },
-            _ => Phase::Closing { shut: false },
+            _ => Phase::Closing(Ending::Flush { linger: true }),
         };
         s.deadline = now + self.cfg.idle_timeout;
         self.arm(key, &mut s.timer, s.deadline);

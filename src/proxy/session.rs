@@ -11,6 +11,7 @@ use super::ledger::Ledger;
 use super::tunnel::{closing, tunnel};
 use super::upstream::Upstream;
 use super::{rewrite, Conn, Proxy, Timer};
+use crate::http::framing::BodyKind;
 use crate::http::head::{self, Method, Parse, EMPTY_HEADERS};
 use crate::http::response::Canned;
 use crate::net::buffer::Buffer;
@@ -39,8 +40,8 @@ pub enum Phase {
     Exchange(Box<Exchange>),
     /// After `101 Switching Protocols`: raw bytes both ways.
     Tunnel(Box<Upstream>),
-    /// Writing the last answer, then half-closing and waiting for the client to hang up.
-    Closing { shut: bool },
+    /// The connection is ending.
+    Closing(Ending),
 }
 
 /// One client connection.
@@ -84,6 +85,17 @@ pub struct Session {
     pub answered: Option<(Canned, &'static str)>,
     /// The last request's exchange, kept so the next one reuses its allocation.
     pub spare: Option<Box<Exchange>>,
+}
+
+/// How a connection ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Writing the last answer; then close, or first `linger` when the client may still be
+    /// sending (a refused request, a body not read): closing on unread bytes sends a reset
+    /// that can destroy the answer before the client reads it.
+    Flush { linger: bool },
+    /// Half-closed, reading and dropping what the client still sends until it hangs up.
+    Lingering,
 }
 
 /// The outcome of one piece of work on a session.
@@ -177,7 +189,10 @@ impl Session {
             self.out.vec().extend_from_slice(canned.bytes());
             self.answered = Some((canned, why));
         }
-        let old = std::mem::replace(&mut self.phase, Phase::Closing { shut: false });
+        let old = std::mem::replace(
+            &mut self.phase,
+            Phase::Closing(Ending::Flush { linger: true }),
+        );
         self.orphan = match old {
             Phase::Exchange(ex) => ex.up,
             Phase::Tunnel(up) => Some(*up),
@@ -196,7 +211,11 @@ impl Proxy {
             return;
         };
         if s.inbuf.is_detached() {
-            s.inbuf = self.bufs.take();
+            s.inbuf = if s.raw {
+                self.bufs.take()
+            } else {
+                self.heads.take()
+            };
         }
         let flow = self.pump(key, &mut s);
         if flow == Flow::Open && s.is_idle() {
@@ -223,7 +242,7 @@ impl Proxy {
                 Phase::Head { .. } => self.on_head(key, s, now),
                 Phase::Exchange(_) => self.on_exchange(key, s, now),
                 Phase::Tunnel(_) => tunnel(s, now, self.cfg.idle_timeout),
-                Phase::Closing { .. } => closing(s),
+                Phase::Closing(_) => closing(s),
             };
             if let Some(up) = s.orphan.take() {
                 self.release(up, false);
@@ -293,10 +312,15 @@ impl Proxy {
         let meta = Meta::of(&req, s.reqhead.len());
         let body = req.body;
         let head_len = req.head_len;
+        let has_body = body != BodyKind::Empty;
         s.ledger.parsed = true;
         s.ledger.bytes_in += head_len as u64;
         s.inbuf.consume(head_len);
         s.scanned = 0;
+        if (has_body || meta.upgrade) && s.inbuf.capacity() < self.cfg.buffer_size {
+            // A body (or a tunnel) is coming: it moves through a relay buffer.
+            self.grow(&mut s.inbuf);
+        }
         let ex = match s.spare.take() {
             Some(mut b) => {
                 *b = Exchange::new(meta, body);
@@ -321,7 +345,9 @@ impl Proxy {
             }
             s.spare = Some(ex);
             if close_client || !request_done || self.draining.is_some() {
-                s.phase = Phase::Closing { shut: false };
+                // Linger only when the client may still be sending.
+                let linger = !request_done || !s.inbuf.is_empty();
+                s.phase = Phase::Closing(Ending::Flush { linger });
                 s.deadline = now + LINGER;
                 self.arm(key, &mut s.timer, s.deadline);
                 return;
@@ -348,7 +374,6 @@ impl Proxy {
             self.conns[key] = Conn::Pooled(up);
             return;
         }
-        let _ = self.poll.registry().deregister(&mut up.sock);
         self.conns.try_remove(key);
         self.give_buf(up.inbuf);
     }
@@ -366,11 +391,10 @@ impl Proxy {
         if let Some(id) = s.timer.take() {
             self.timers.cancel(id);
         }
-        let _ = self.poll.registry().deregister(&mut s.sock);
         if let Some(up) = s.orphan.take() {
             self.release(up, false);
         }
-        match std::mem::replace(&mut s.phase, Phase::Closing { shut: true }) {
+        match std::mem::replace(&mut s.phase, Phase::Closing(Ending::Lingering)) {
             Phase::Exchange(ex) => {
                 if let Some(up) = ex.up {
                     self.release(up, false);
@@ -433,7 +457,7 @@ impl Proxy {
                 }
             }
             Phase::Exchange(_) => self.exchange_timeout(key, &mut s, now),
-            Phase::Tunnel(_) | Phase::Closing { .. } => false,
+            Phase::Tunnel(_) | Phase::Closing(_) => false,
         };
         if keep {
             self.conns[key] = Conn::Client(s);
@@ -454,7 +478,7 @@ fn read_client(s: &mut Session) -> Step {
         Io::Progress(n) => {
             s.inbuf.commit(n);
             s.readable = io::still_readable(n, room, s.hup);
-            if let Phase::Closing { shut: true } = s.phase {
+            if let Phase::Closing(Ending::Lingering) = s.phase {
                 s.inbuf.clear(); // lingering: what the client still sends is dropped
             }
             Step::Progress

@@ -5,7 +5,7 @@
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
-use super::session::{Phase, Session, Step};
+use super::session::{Ending, Phase, Session, Step};
 use crate::net::io::{self, Io};
 
 /// After a 101: bytes both ways until both sides have finished sending.
@@ -59,26 +59,25 @@ pub(super) fn tunnel(s: &mut Session, now: Instant, idle: Duration) -> Step {
     step
 }
 
-/// Once the last answer is out, half-close and wait (bounded by the deadline) for the client
-/// to close, so unread request bytes do not turn the close into a reset that destroys the answer.
+/// Once the last answer is out: close, or half-close and wait (bounded by the deadline) for
+/// the client to hang up, so unread request bytes do not turn the close into a reset that
+/// destroys the answer.
 pub(super) fn closing(s: &mut Session) -> Step {
-    let Phase::Closing { shut } = &mut s.phase else {
+    let Phase::Closing(ending) = &mut s.phase else {
         return Step::Idle;
     };
-    if !s.out.is_empty() {
-        return Step::Idle;
-    }
-    if !*shut {
-        *shut = true;
-        s.inbuf.clear();
-        if s.sock.shutdown(Shutdown::Write).is_err() {
-            return Step::Close;
+    match *ending {
+        Ending::Flush { .. } if !s.out.is_empty() => Step::Idle,
+        Ending::Flush { linger: false } => Step::Close,
+        Ending::Flush { linger: true } => {
+            *ending = Ending::Lingering;
+            s.inbuf.clear();
+            if s.sock.shutdown(Shutdown::Write).is_err() {
+                return Step::Close;
+            }
+            Step::Progress
         }
-        return Step::Progress;
-    }
-    if s.eof {
-        Step::Close
-    } else {
-        Step::Idle
+        Ending::Lingering if s.eof => Step::Close,
+        Ending::Lingering => Step::Idle,
     }
 }
