@@ -12,17 +12,14 @@ use crate::util::{self, Client, Proc};
 /// rr-proxy with an admin listener; returns it and the admin address.
 fn proxy_with_admin(backends: &[SocketAddr], extra: &[&str]) -> (Proc, SocketAddr) {
     let list: Vec<String> = backends.iter().map(|a| a.to_string()).collect();
-    let joined = list.join(",");
-    let mut args = vec![
-        "--listen",
-        "127.0.0.1:0",
-        "--backends",
-        &joined,
-        "--admin",
-        "127.0.0.1:0",
-    ];
+    proxy_with_admin_list(&list.join(","), extra)
+}
+
+/// The same with the `--backends` list written out (weights and all).
+fn proxy_with_admin_list(list: &str, extra: &[&str]) -> (Proc, SocketAddr) {
+    let mut args = vec!["--backends", list, "--admin", "127.0.0.1:0"];
     args.extend_from_slice(extra);
-    let p = Proc::spawn(util::PROXY, &args);
+    let p = util::proxy_on(&args);
     let line = p.next_stdout_line().unwrap_or_default();
     let admin = line
         .strip_prefix("admin on ")
@@ -134,23 +131,7 @@ fn status_describes_every_backend_and_the_settings() {
         .and_then(|l| l.local_addr())
         .expect("free port");
     let list = format!("{}=3,{dead}", e1.addr());
-    let p = Proc::spawn(
-        util::PROXY,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--backends",
-            &list,
-            "--admin",
-            "127.0.0.1:0",
-            "--health-interval",
-            "100ms",
-        ],
-    );
-    let admin: SocketAddr = p
-        .next_stdout_line()
-        .and_then(|l| l.strip_prefix("admin on ")?.trim().parse().ok())
-        .expect("admin address");
+    let (_p, admin) = proxy_with_admin_list(&list, &["--health-interval", "100ms"]);
     let deadline = Instant::now() + util::DEADLINE;
     let doc = loop {
         let doc = get(admin, "/status").json();
@@ -178,20 +159,15 @@ fn status_describes_every_backend_and_the_settings() {
 #[test]
 fn json_log_lines_parse_and_the_access_log_has_every_field() {
     let e1 = util::echo(&["--name", "e1"]);
-    let p = Proc::spawn(
-        util::PROXY,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--backends",
-            &e1.addr().to_string(),
-            "--health-interval",
-            "0s",
-            "--log-format",
-            "json",
-            "--access-log",
-        ],
-    );
+    let p = util::proxy_on(&[
+        "--backends",
+        &e1.addr().to_string(),
+        "--health-interval",
+        "0s",
+        "--log-format",
+        "json",
+        "--access-log",
+    ]);
     let mut c = p.client();
     assert_eq!(c.request(HEALTHZ).status, 200);
     let r = p

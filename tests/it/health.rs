@@ -200,17 +200,7 @@ fn weights_5_1_1_rotate_smoothly_and_exactly() {
         c3.addr().to_string(),
     ]
     .join(",");
-    let p = Proc::spawn(
-        util::PROXY,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--backends",
-            &list,
-            "--health-interval",
-            "0s",
-        ],
-    );
+    let p = util::proxy_on(&["--backends", &list, "--health-interval", "0s"]);
     let mut c = p.client();
     let names: Vec<String> = (0..700).map(|_| ask(&mut c).1).collect();
     for window in names.windows(7) {

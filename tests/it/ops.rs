@@ -106,15 +106,7 @@ fn sighup_swaps_backends_under_traffic_without_a_failed_request() {
         .collect();
     let path = temp_config("reload");
     write_config(&path, &[e[0].addr(), e[1].addr()]);
-    let p = Proc::spawn(
-        util::PROXY,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            path.to_str().unwrap_or(""),
-        ],
-    );
+    let p = util::proxy_on(&["--config", path.to_str().unwrap_or("")]);
     let mut got = names(&p, 4);
     got.sort();
     assert_eq!(got, ["e1", "e1", "e2", "e2"]);
@@ -146,15 +138,7 @@ fn a_bad_config_on_sighup_is_refused_and_the_old_one_serves() {
     let e2 = util::echo(&["--name", "e2"]);
     let path = temp_config("bad");
     write_config(&path, &[e1.addr()]);
-    let p = Proc::spawn(
-        util::PROXY,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            path.to_str().unwrap_or(""),
-        ],
-    );
+    let p = util::proxy_on(&["--config", path.to_str().unwrap_or("")]);
     assert_eq!(names(&p, 2), ["e1", "e1"]);
     std::fs::write(&path, "{\"backends\": [\"127.0.0.1:1\"], \"max_conns\": 0").expect("write");
     p.signal("HUP");

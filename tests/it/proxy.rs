@@ -14,12 +14,12 @@ use crate::util::{self, Client, Proc, Response};
 pub fn proxy(backends: &[SocketAddr], extra: &[&str]) -> Proc {
     let list: Vec<String> = backends.iter().map(|a| a.to_string()).collect();
     let joined = list.join(",");
-    let mut args = vec!["--listen", "127.0.0.1:0", "--backends", &joined];
+    let mut args = vec!["--backends", &joined];
     if !extra.iter().any(|a| a.starts_with("--health-interval")) {
         args.extend_from_slice(&["--health-interval", "0s"]);
     }
     args.extend_from_slice(extra);
-    Proc::spawn(util::PROXY, &args)
+    util::proxy_on(&args)
 }
 
 fn open_fds(p: &Proc) -> usize {

@@ -145,6 +145,13 @@ impl Drop for Proc {
     }
 }
 
+/// rr-proxy listening on a free port of 127.0.0.1, with `args` added.
+pub fn proxy_on(args: &[&str]) -> Proc {
+    let mut all = vec!["--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    Proc::spawn(PROXY, &all)
+}
+
 /// rr-echo on a free port with `args` added.
 pub fn echo(args: &[&str]) -> Proc {
     let mut all = vec!["--port", "0"];
