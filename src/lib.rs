@@ -4,14 +4,16 @@
 //! # Data flow
 //!
 //! ```text
-//!  client ──► listener ──► conn (head parser) ──► balancer ──► backend (pool, connect)
-//!    ▲                        │  http::head, http::framing        │
-//!    └──────── relay ◄────────┴──────────── relay ◄───────────────┘
-//!                  (fixed buffers, backpressure, body framing)
+//!  client ──► listener ──► session ──► head parser ──► balancer ──► dial (pool or connect)
+//!    ▲          (accept)     │         http::head        │ asks health      │
+//!    │                       │         http::framing     │                  ▼
+//!    └──── respond ◄──────── relay ◄──── response head ◄──────────── backend
+//!         (rewrite)   (one buffer per direction, backpressure, body framing)
 //! ```
 //!
-//! Everything runs on one mio event loop per worker. Deadlines (connect, head, response, idle,
-//! probes) live in one timer wheel owned by the loop.
+//! Everything runs on one mio event loop per worker. Every deadline (connect, head, backend
+//! response, idle, probes, ejections, drain) lives in one timer wheel owned by the loop; the
+//! policy modules (`balancer`, `health`, `timer`, `http`) read no clock and do no I/O.
 //!
 //! # Layout
 //!

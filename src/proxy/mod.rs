@@ -1,10 +1,22 @@
 //! The `rr-proxy` event loop: one thread, one mio `Poll`, one slab of connections and one
-//! timer wheel. The loop only dispatches; what a connection does is in [`session`] and
-//! [`exchange`].
+//! timer wheel. The loop only dispatches; what a connection does is in the modules below, named
+//! in the order a request meets them.
 //!
 //! A client connection is a [`session::Session`]. While it has a request in flight it owns the
 //! backend connection serving it; between requests, backend connections wait in a per-backend
 //! pool, and their slab entry holds them.
+//!
+//! - `listen`, `token`: the sockets listened on, and which event belongs to whom.
+//! - `session`: a client connection from accept to close; reads heads, starts exchanges.
+//! - `exchange`: one request in flight, and its request side (head and body to the backend).
+//! - `dial`: choosing a backend, reusing a pooled connection or connecting, retrying.
+//! - `respond`: the response head rewritten for the client, and its body relayed.
+//! - `rewrite`: hop-by-hop fields out, forwarding fields in, as pure functions.
+//! - `tunnel`: raw two-way relay (after 101, and TCP mode), and the polite close.
+//! - `ledger`: what each request cost, for metrics and the access log.
+//! - `probe`: active health checks on the same loop.
+//! - `admin`, `control`, `workers`, `config`: operating it (metrics and status, signals and
+//!   reload, several cores, settings).
 
 mod admin;
 pub mod config;
