@@ -2,7 +2,7 @@
 //! timer wheel. The loop only dispatches; what a connection does is in the modules below, named
 //! in the order a request meets them.
 //!
-//! A client connection is a [`session::Session`]. While it has a request in flight it owns the
+//! A client connection is a `session::Session`. While it has a request in flight it owns the
 //! backend connection serving it; between requests, backend connections wait in a per-backend
 //! pool, and their slab entry holds them.
 //!

@@ -1,5 +1,5 @@
 //! All token arithmetic: the listener, the signal pipes and the admin listener have reserved
-//! tokens; every other socket's token is its slab key plus [`RESERVED`]. A token whose key is no
+//! tokens; every other socket's token is its slab key plus `RESERVED`. A token whose key is no
 //! longer (or not yet) in the slab is skipped.
 
 use mio::Token;
