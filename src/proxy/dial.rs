@@ -141,6 +141,7 @@ impl Proxy {
             writable: false,
             hup: false,
             eof: false,
+            write_shut: false,
             inbuf: self.bufs.take(),
         })
     }

@@ -57,6 +57,8 @@ pub struct Session {
     pub writable: bool,
     /// The client hung up (seen in an event): its end of stream is waiting to be read.
     pub hup: bool,
+    /// The proxy shut the client's sending side (a tunnel passing the backend's end on).
+    pub write_shut: bool,
     /// The client shut its sending side.
     pub eof: bool,
     /// Bytes from the client: request heads, and request bodies on their way to a backend.
@@ -143,6 +145,7 @@ impl Session {
             readable: false,
             writable: false,
             hup: false,
+            write_shut: false,
             eof: false,
             inbuf,
             out: Outbox::default(),

@@ -47,10 +47,12 @@ pub(super) fn tunnel(s: &mut Session, now: Instant, idle: Duration) -> Step {
     // Half-close passes on: each side's end of sending becomes a shutdown of the other's write.
     let client_done = s.eof && s.inbuf.is_empty();
     let backend_done = up.eof && up.inbuf.is_empty();
-    if client_done {
+    if client_done && !up.write_shut {
+        up.write_shut = true;
         let _ = up.sock.shutdown(Shutdown::Write);
     }
-    if backend_done {
+    if backend_done && !s.write_shut {
+        s.write_shut = true;
         let _ = s.sock.shutdown(Shutdown::Write);
     }
     if client_done && backend_done {

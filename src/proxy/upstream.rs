@@ -39,6 +39,8 @@ pub struct Upstream {
     pub hup: bool,
     /// The backend closed its side.
     pub eof: bool,
+    /// The proxy shut this connection's sending side (a tunnel passing a half-close on).
+    pub write_shut: bool,
     /// Bytes read from the backend: a response head, then body bytes waiting for the client.
     pub inbuf: Buffer,
 }
