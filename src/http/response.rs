@@ -16,6 +16,8 @@ pub enum Canned {
     RequestTimeout,
     /// 413: the body is over the configured limit.
     PayloadTooLarge,
+    /// 414: the request line alone is over the head cap.
+    UriTooLong,
     /// 431: the head is over its size or field-count cap.
     HeaderFieldsTooLarge,
     /// 500: the server failed (rr-echo's simulated errors).
@@ -59,6 +61,7 @@ impl Canned {
             405 => Canned::MethodNotAllowed,
             408 => Canned::RequestTimeout,
             413 => Canned::PayloadTooLarge,
+            414 => Canned::UriTooLong,
             431 => Canned::HeaderFieldsTooLarge,
             500 => Canned::InternalError,
             501 => Canned::NotImplemented,
@@ -78,6 +81,7 @@ impl Canned {
             Canned::MethodNotAllowed => 405,
             Canned::RequestTimeout => 408,
             Canned::PayloadTooLarge => 413,
+            Canned::UriTooLong => 414,
             Canned::HeaderFieldsTooLarge => 431,
             Canned::InternalError => 500,
             Canned::NotImplemented => 501,
@@ -101,6 +105,7 @@ impl Canned {
             Canned::PayloadTooLarge => {
                 canned!("413", "Content Too Large", "18", "Content Too Large\n")
             }
+            Canned::UriTooLong => canned!("414", "URI Too Long", "13", "URI Too Long\n"),
             Canned::HeaderFieldsTooLarge => canned!(
                 "431",
                 "Request Header Fields Too Large",
@@ -145,6 +150,7 @@ pub fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         413 => "Content Too Large",
+        414 => "URI Too Long",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
@@ -191,7 +197,9 @@ mod tests {
     use crate::http::head::Method;
     use crate::http::head::{parse_response, Parse, EMPTY_HEADERS};
 
-    const ALL: [u16; 12] = [400, 404, 405, 408, 413, 431, 500, 501, 502, 503, 504, 505];
+    const ALL: [u16; 13] = [
+        400, 404, 405, 408, 413, 414, 431, 500, 501, 502, 503, 504, 505,
+    ];
 
     #[test]
     fn canned_answers_are_valid_and_framed_exactly() {

@@ -287,7 +287,12 @@ impl Proxy {
             }
             let data = s.inbuf.data();
             if data.len() >= max_head {
-                s.answer(Canned::HeaderFieldsTooLarge, "request head too large");
+                // RFC 9110 §15.5.15: a request line that alone overruns the cap is 414.
+                if data.contains(&b'\n') {
+                    s.answer(Canned::HeaderFieldsTooLarge, "request head too large");
+                } else {
+                    s.answer(Canned::UriTooLong, "request line too long");
+                }
                 return Step::Progress;
             }
             return if s.eof { Step::Close } else { Step::Idle };

@@ -314,7 +314,7 @@ fn ambiguous_framing_is_refused_and_never_forwarded() {
 }
 
 #[test]
-fn oversize_heads_get_431_and_slow_heads_408() {
+fn oversize_heads_get_431_long_lines_414_and_slow_heads_408() {
     let b = Backend::ok("x");
     let p = proxy(&[b.addr], &["--max-head", "1K", "--head-timeout", "300ms"]);
     let mut big = b"GET / HTTP/1.1\r\nHost: t\r\nX: ".to_vec();
@@ -322,6 +322,11 @@ fn oversize_heads_get_431_and_slow_heads_408() {
     let mut s = p.client();
     s.send(&big);
     assert_eq!(s.read_response_to(Method::Get).status, 431);
+    let mut long_line = b"GET /".to_vec();
+    long_line.resize(2000, b'a');
+    let mut s = p.client();
+    s.send(&long_line);
+    assert_eq!(s.read_response_to(Method::Get).status, 414);
     let mut s = p.client();
     s.send(b"GET / HTTP/1.1\r\nHo");
     assert_eq!(s.read_response_to(Method::Get).status, 408);
