@@ -44,13 +44,7 @@ impl Proc {
     /// Starts `bin` with `args` and waits (up to [`DEADLINE`]) for its `listening on ADDR`
     /// line. Panics, with the program's stderr, if it exits or stays silent.
     pub fn spawn(bin: &str, args: &[&str]) -> Proc {
-        let mut child = Command::new(bin)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let mut child = start(bin, args);
         let stderr = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(pipe) = child.stderr.take() {
             keep_tail(pipe, Arc::clone(&stderr));
@@ -201,15 +195,20 @@ pub struct Exit {
     pub stderr: String,
 }
 
-/// Runs `bin` with `args` to its exit, which must come within [`DEADLINE`].
-pub fn run_to_exit(bin: &str, args: &[&str]) -> Exit {
-    let mut child = Command::new(bin)
+/// Starts `bin` with `args`, no stdin, stdout and stderr piped to the test.
+fn start(bin: &str, args: &[&str]) -> Child {
+    Command::new(bin)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"))
+}
+
+/// Runs `bin` with `args` to its exit, which must come within [`DEADLINE`].
+pub fn run_to_exit(bin: &str, args: &[&str]) -> Exit {
+    let mut child = start(bin, args);
     // Each reader ends when the child's end of its pipe closes, which is at exit.
     let read_all = |pipe: Option<Box<dyn Read + Send>>| {
         let (tx, rx) = mpsc::channel();
