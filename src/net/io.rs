@@ -51,9 +51,14 @@ pub fn write_pair(w: &mut impl Write, first: &[u8], second: &[u8]) -> Io {
     if first.is_empty() {
         return write(w, second);
     }
-    let bufs = [IoSlice::new(first), IoSlice::new(second)];
+    write_vectored(w, &[IoSlice::new(first), IoSlice::new(second)])
+}
+
+/// Writes the slices in order in one system call (`writev`), retrying `Interrupted`: several
+/// request heads bound for one backend connection leave together. Not all may be empty.
+pub fn write_vectored(w: &mut impl Write, bufs: &[IoSlice<'_>]) -> Io {
     loop {
-        return match w.write_vectored(&bufs) {
+        return match w.write_vectored(bufs) {
             Ok(0) => Io::Closed,
             Ok(n) => Io::Progress(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

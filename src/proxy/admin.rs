@@ -268,6 +268,7 @@ impl Proxy {
                 "max_head": c.max_head,
                 "buffer_size": c.buffer_size,
                 "pool_size": c.pool_size,
+                "pipeline": c.pipeline,
                 "health_path": c.probe.path,
                 "health_interval_ms": c.probe.interval.as_millis() as u64,
                 "health_timeout_ms": c.probe.timeout.as_millis() as u64,

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use super::exchange::{exchange, Meta, Resp};
 use super::session::{Phase, Session, Step};
-use super::upstream::{self, Link, Upstream};
-use super::{rewrite, Conn, Proxy};
+use super::upstream::{self, Followers, Link, Upstream};
+use super::{pipeline, rewrite, Conn, Proxy};
 use crate::health::Outcome;
 use crate::http::response::{Canned, CONTINUE};
 
@@ -69,6 +69,10 @@ impl Proxy {
                     if let Some(up) = self.take_pooled(b, key) {
                         self.inflight[b] += 1;
                         self.end_head(&mut s.reqhead, &ex.meta, b);
+                        if self.cfg.pipeline > 1 && pipeline::pipelinable(ex) {
+                            ex.held = true;
+                            self.held.push((b, key));
+                        }
                         ex.up = Some(up);
                         s.deadline = now + self.cfg.backend_timeout;
                         self.arm(key, &mut s.timer, s.deadline);
@@ -143,6 +147,8 @@ impl Proxy {
             eof: false,
             write_shut: false,
             inbuf: self.bufs.take(),
+            followers: Followers::default(),
+            dirty: false,
         })
     }
 
@@ -269,6 +275,13 @@ impl Proxy {
         let Phase::Exchange(ex) = &mut s.phase else {
             return false;
         };
+        if self.leave_queue(key, ex) {
+            log::debug!(
+                "{}: waited too long behind another request: sent again",
+                s.peer
+            );
+            return true;
+        }
         let connecting = ex.up.as_ref().is_some_and(|u| u.link == Link::Connecting);
         let waiting_head = matches!(ex.resp, Resp::Head);
         if connecting {
@@ -300,6 +313,6 @@ impl Proxy {
     }
 }
 
-fn bit(i: usize) -> u64 {
+pub(super) fn bit(i: usize) -> u64 {
     1u64 << (i % 64)
 }

@@ -101,6 +101,14 @@ pub struct Exchange {
     pub started: Instant,
     /// The response.
     pub resp: Resp,
+    /// The send waits for the end of the batch of events (see `pipeline`).
+    pub held: bool,
+    /// Sent on another request's backend connection (this key), waiting for its turn.
+    pub queued: Option<usize>,
+    /// Taken out of a pipeline that broke before its turn: to be sent again.
+    pub requeue: bool,
+    /// How many times it waited in a pipeline (bounded, then it goes alone).
+    pub follows: u8,
 }
 
 impl Exchange {
@@ -135,6 +143,10 @@ impl Exchange {
             continue_sent: false,
             started: Instant::now(),
             resp: Resp::Head,
+            held: false,
+            queued: None,
+            requeue: false,
+            follows: 0,
         }
     }
 }
@@ -150,6 +162,15 @@ pub(super) fn exchange(s: &mut Session) -> Option<&mut Exchange> {
 impl Proxy {
     /// All the work a request in flight can do now.
     pub(super) fn on_exchange(&mut self, key: usize, s: &mut Session, now: Instant) -> Step {
+        if let Some(ex) = exchange(s) {
+            if ex.queued.is_some() {
+                return Step::Idle; // the session ahead of it has the connection
+            }
+            if ex.requeue {
+                ex.requeue = false;
+                return self.attach(key, s, now, None);
+            }
+        }
         let mut step = match self.connected(key, s, now) {
             Ok(step) => step,
             Err(failure) => return self.fail(key, s, now, failure),
@@ -214,7 +235,8 @@ fn send_request(s: &mut Session) -> Result<Step, ()> {
     let Some(up) = ex.up.as_mut() else {
         return Ok(Step::Idle);
     };
-    if up.link != Link::Open
+    if ex.held
+        || up.link != Link::Open
         || !matches!(ex.resp, Resp::Head) && ex.body.is_done() && ex.body_sent == ex.body_framed
     {
         return Ok(Step::Idle);

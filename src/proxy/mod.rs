@@ -25,6 +25,7 @@ mod dial;
 mod exchange;
 mod ledger;
 pub mod listen;
+mod pipeline;
 mod probe;
 mod respond;
 mod rewrite;
@@ -134,6 +135,11 @@ pub struct Proxy {
     accept_paused: bool,
     /// Sessions that stopped for fairness with work left; driven again after this batch.
     again: Vec<usize>,
+    /// Requests whose send to a pooled backend connection waits for the end of this batch of
+    /// events, with their backend (see `pipeline`).
+    held: Vec<(usize, usize)>,
+    /// The other half of `held`, swapped in while those are sent.
+    held_spare: Vec<(usize, usize)>,
     /// Small buffers a client's request heads are read into (most heads are short, and a
     /// slow client holding one costs little).
     heads: BufferPool,
@@ -218,6 +224,8 @@ impl Proxy {
             clients: 0,
             accept_paused: false,
             again: Vec::new(),
+            held: Vec::new(),
+            held_spare: Vec::new(),
             vecs: Vec::new(),
             heads: BufferPool::new(HEAD_BUFFER.min(cfg.buffer_size), HEAD_BUFFERS_KEPT),
             bufs: BufferPool::new(cfg.buffer_size, BUFFERS_KEPT),
@@ -235,6 +243,8 @@ impl Proxy {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         self.schedule_probes(Instant::now());
         loop {
+            // Anything held by the last pass (a retry, a timer) goes before the next wait.
+            self.send_held();
             let timeout = if self.again.is_empty() {
                 self.timers.poll_timeout(Instant::now())
             } else {
@@ -255,6 +265,7 @@ impl Proxy {
                     Source::Unused => {}
                 }
             }
+            self.send_held();
             // Those queued now; a session that yields again is queued behind them. Draining in
             // place keeps the vector's capacity, so a yield costs no allocation.
             let due = self.again.len();

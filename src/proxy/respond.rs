@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::dial::Failure;
-use super::exchange::Resp;
+use super::exchange::{exchange, Resp};
 use super::session::{Ending, Phase, Session, Step};
 use super::{rewrite, Proxy};
 use crate::health::Outcome;
@@ -37,8 +37,8 @@ impl Proxy {
         let resp = match head::parse_response(up.inbuf.data(), &mut headers, self.cfg.max_head) {
             Ok(Parse::Complete(resp)) => resp,
             Ok(Parse::Partial) if !up.eof && !up.inbuf.is_full() => return Step::Idle,
-            Ok(Parse::Partial) => return bad_gateway(s, "incomplete response head"),
-            Err(e) => return bad_gateway(s, e.as_str()),
+            Ok(Parse::Partial) => return self.broken_head(key, s, now, "incomplete response head"),
+            Err(e) => return self.broken_head(key, s, now, e.as_str()),
         };
         let status = resp.status;
         if status == 101 || status >= 200 {
@@ -57,6 +57,9 @@ impl Proxy {
                 .request(backend, outcome, Some(latency), now, jitter);
             self.note(t);
         }
+        if status < 200 && self.bounce_followers(&mut up.followers, up.key, up.backend) {
+            up.dirty = true; // requests do not wait behind interim answers
+        }
         let name = self.cfg.backends[up.backend].name.as_str();
         let mut edits = rewrite::ResponseEdits {
             backend: self.cfg.backend_header.then_some(name),
@@ -66,6 +69,7 @@ impl Proxy {
             switching: false,
         };
         let head_len = resp.head_len;
+        let mut spoil = false;
         let next = match status {
             101 if ex.meta.upgrade => {
                 edits.switching = true;
@@ -84,8 +88,17 @@ impl Proxy {
             _ => {
                 let kind = match resp.body(ex.meta.method) {
                     Ok(kind) => kind,
-                    Err(e) => return bad_gateway(s, e.as_str()),
+                    Err(e) => return self.broken_head(key, s, now, e.as_str()),
                 };
+                let reuse = resp.keep_alive() && kind != BodyKind::UntilClose;
+                // Followers wait only behind an answer that is all here and leaves the
+                // connection usable: anything else could keep them for long.
+                let whole = match kind {
+                    BodyKind::Empty => true,
+                    BodyKind::Length(n) => n <= (up.inbuf.len() - head_len) as u64,
+                    BodyKind::Chunked | BodyKind::UntilClose => false,
+                };
+                spoil = !(reuse && whole);
                 let dechunk = kind == BodyKind::Chunked && ex.meta.version == Version::Http10;
                 edits.dechunk = dechunk;
                 edits.close = !ex.meta.keep_alive
@@ -98,11 +111,14 @@ impl Proxy {
                     framed: 0,
                     dechunk,
                     close_client: edits.close,
-                    reuse: resp.keep_alive() && kind != BodyKind::UntilClose,
+                    reuse,
                 })
             }
         };
         up.inbuf.consume(head_len);
+        if spoil && self.bounce_followers(&mut up.followers, up.key, up.backend) {
+            up.dirty = true;
+        }
         // The response has begun: the request will not be sent again.
         s.inbuf.consume(ex.body_sent);
         ex.body_framed -= ex.body_sent;
@@ -176,6 +192,28 @@ impl Proxy {
             return Step::Progress;
         }
         step
+    }
+}
+
+impl Proxy {
+    /// A response head that cannot be used. When the request waited behind another on a
+    /// shared connection, what looks broken may be the leftovers of the answer before it (a
+    /// backend whose length lied): the request goes once more, alone on a fresh connection.
+    fn broken_head(
+        &mut self,
+        key: usize,
+        s: &mut Session,
+        now: Instant,
+        why: &'static str,
+    ) -> Step {
+        if exchange(s).is_some_and(|ex| ex.follows > 0 && !ex.stale_retried) {
+            log::debug!(
+                "{}: bad answer after a pipeline ({why}): sent again",
+                s.peer
+            );
+            return self.fail(key, s, now, Failure::BeforeResponse);
+        }
+        bad_gateway(s, why)
     }
 }
 

@@ -368,12 +368,22 @@ impl Proxy {
 
     /// Parks a backend connection for reuse, or closes it.
     pub(super) fn release(&mut self, mut up: Upstream, reuse: bool) {
+        if !up.followers.is_empty() {
+            // Others wait on this connection: the next takes it, or all are sent again.
+            if reuse && !up.eof && !up.dirty {
+                match self.hand_on(up) {
+                    None => return,
+                    Some(back) => up = back,
+                }
+            }
+            self.bounce(&mut up);
+        }
         let key = up.key;
         if let Some(n) = self.inflight.get_mut(up.backend) {
             *n = n.saturating_sub(1);
         }
         let retired = self.retired.get(up.backend).copied().unwrap_or(true);
-        let reusable = reuse && !retired && !up.eof && up.inbuf.is_empty();
+        let reusable = reuse && !retired && !up.eof && !up.dirty && up.inbuf.is_empty();
         if reusable && self.pools[up.backend].park(key, self.cfg.pool_size) {
             up.reused = true;
             // A parked connection needs no buffer until it is used again.

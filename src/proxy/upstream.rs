@@ -43,6 +43,54 @@ pub struct Upstream {
     pub write_shut: bool,
     /// Bytes read from the backend: a response head, then body bytes waiting for the client.
     pub inbuf: Buffer,
+    /// Sessions whose requests went out on this connection behind the one it serves (slab
+    /// keys as `u32`, so an idle pooled connection stays small).
+    pub followers: Followers,
+    /// Answers to requests nobody waits for any more may still arrive: never reuse it.
+    pub dirty: bool,
+}
+
+/// Most requests one backend connection carries at once (the ceiling of `--pipeline`).
+pub const MAX_PIPELINE: usize = 16;
+
+/// The sessions queued on a backend connection, oldest first: a fixed ring, so queueing
+/// costs no allocation.
+#[derive(Debug, Default)]
+pub struct Followers {
+    keys: [u32; MAX_PIPELINE],
+    start: u8,
+    len: u8,
+}
+
+impl Followers {
+    /// Queues a session; false when the ring is full (or the key is beyond any slab).
+    pub fn push(&mut self, key: usize) -> bool {
+        let (Ok(key), len) = (u32::try_from(key), usize::from(self.len)) else {
+            return false;
+        };
+        if len == MAX_PIPELINE {
+            return false;
+        }
+        self.keys[(usize::from(self.start) + len) % MAX_PIPELINE] = key;
+        self.len += 1;
+        true
+    }
+
+    /// The oldest queued session.
+    pub fn pop(&mut self) -> Option<usize> {
+        if self.len == 0 {
+            return None;
+        }
+        let key = self.keys[usize::from(self.start)];
+        self.start = ((usize::from(self.start) + 1) % MAX_PIPELINE) as u8;
+        self.len -= 1;
+        Some(key as usize)
+    }
+
+    /// None are queued.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// Starts a non-blocking connect. An error here (no route, no ports) fails this backend at
@@ -125,5 +173,24 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert_eq!(p.take(), Some(2));
         assert_eq!(p.take(), None);
+    }
+
+    #[test]
+    fn followers_come_out_in_order_and_are_bounded() {
+        let mut f = Followers::default();
+        for round in 0..3 {
+            for k in 0..MAX_PIPELINE {
+                assert!(f.push(round * 100 + k));
+            }
+            assert!(!f.push(999), "a full ring refuses");
+            for k in 0..MAX_PIPELINE {
+                assert_eq!(f.pop(), Some(round * 100 + k));
+            }
+            assert!(f.is_empty());
+            assert_eq!(f.pop(), None);
+            // Wrap the ring's start around before the next round.
+            assert!(f.push(1));
+            assert_eq!(f.pop(), Some(1));
+        }
     }
 }

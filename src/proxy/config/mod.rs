@@ -80,6 +80,9 @@ pub struct Config {
     pub buffer_size: usize,
     /// Idle keep-alive connections kept per backend for reuse.
     pub pool_size: usize,
+    /// Most GET and HEAD requests sent together on one idle backend connection when they
+    /// arrive at once; 1 sends every request on a connection of its own.
+    pub pipeline: usize,
     /// Add `X-Backend-Server` to responses.
     pub backend_header: bool,
     /// Active health checks.
@@ -141,6 +144,10 @@ pub const DEFAULT_MAX_CONNS: usize = 10_000;
 pub const DEFAULT_BUFFER_SIZE: usize = 64 * 1024;
 /// See [`Config::pool_size`].
 pub const DEFAULT_POOL_SIZE: usize = 64;
+/// See [`Config::pipeline`].
+pub const DEFAULT_PIPELINE: usize = 8;
+/// The ceiling of [`Config::pipeline`].
+pub use crate::proxy::upstream::MAX_PIPELINE;
 /// The most workers: more threads than this many cores only add contention.
 pub const MAX_WORKERS: usize = 256;
 /// See [`Config::drain_timeout`].
@@ -173,6 +180,9 @@ OPTIONS:
     --buffer-size SIZE       size of each relay buffer, held only while bytes move
                              [default: 64K]
     --pool-size N            idle connections kept per backend [default: 64]
+    --pipeline N             GET/HEAD requests without a body that arrive together
+                             may share one idle backend connection, N at most
+                             (1 to 16); 1 gives every request its own [default: 8]
     --no-backend-header      do not add X-Backend-Server to responses
     --drain-timeout DUR      after SIGTERM or SIGINT, longest wait for requests in
                              flight before exiting [default: 10s]

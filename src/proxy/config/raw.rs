@@ -34,6 +34,7 @@ pub struct RawConfig {
     max_head: Option<String>,
     buffer_size: Option<String>,
     pool_size: Option<String>,
+    pipeline: Option<String>,
     backend_header: Option<bool>,
     health_path: Option<String>,
     health_interval: Option<String>,
@@ -128,6 +129,7 @@ impl RawConfig {
             "max-head" => &mut self.max_head,
             "buffer-size" => &mut self.buffer_size,
             "pool-size" => &mut self.pool_size,
+            "pipeline" => &mut self.pipeline,
             "health-path" => &mut self.health_path,
             "health-interval" => &mut self.health_interval,
             "health-timeout" => &mut self.health_timeout,
@@ -207,6 +209,7 @@ impl RawConfig {
             max_head: self.max_head.or(lower.max_head),
             buffer_size: self.buffer_size.or(lower.buffer_size),
             pool_size: self.pool_size.or(lower.pool_size),
+            pipeline: self.pipeline.or(lower.pipeline),
             backend_header: self.backend_header.or(lower.backend_header),
             health_path: self.health_path.or(lower.health_path),
             health_interval: self.health_interval.or(lower.health_interval),
@@ -269,7 +272,13 @@ impl RawConfig {
             DEFAULT_POOL_SIZE,
             cli::parse_num,
         )?;
-        let rules: [(&str, bool, &str); 6] = [
+        let pipeline = setting("pipeline", &self.pipeline, DEFAULT_PIPELINE, cli::parse_num)?;
+        let rules: [(&str, bool, &str); 7] = [
+            (
+                "pipeline",
+                (1..=MAX_PIPELINE).contains(&pipeline),
+                "must be between 1 and 16",
+            ),
             ("max-conns", max_conns >= 1, "must be at least 1"),
             (
                 "max-head",
@@ -346,6 +355,7 @@ impl RawConfig {
             max_head,
             buffer_size,
             pool_size,
+            pipeline,
             backend_header: self.backend_header.unwrap_or(true),
         })
     }
