@@ -233,6 +233,7 @@ impl Proxy {
         }
         ex.head_sent = 0;
         ex.body_sent = 0;
+        ex.held = false; // a retry sends on its own, at once
         let resend = !ex.committed;
         if why == Failure::Connect {
             self.metrics.record_retry(backend);
@@ -275,6 +276,9 @@ impl Proxy {
         let Phase::Exchange(ex) = &mut s.phase else {
             return false;
         };
+        if ex.requeue {
+            return true; // a pipeline gave it back: it is about to be sent again
+        }
         if self.leave_queue(key, ex) {
             log::debug!(
                 "{}: waited too long behind another request: sent again",

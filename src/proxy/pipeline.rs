@@ -50,6 +50,16 @@ pub(super) fn pipelinable(ex: &Exchange) -> bool {
         && ex.follows < MAX_FOLLOWS
 }
 
+/// What became of a held request by the time the batch is sent.
+enum Held {
+    /// Still held, on an open connection to the batch's backend: its head is this long.
+    Ready(usize),
+    /// Still held, but its connection changed (a retry): it goes alone.
+    Alone,
+    /// Sent, answered or gone.
+    No,
+}
+
 impl Proxy {
     /// Sends what was held during the batch of events: together where it can, alone otherwise.
     pub(super) fn send_held(&mut self) {
@@ -81,14 +91,14 @@ impl Proxy {
         let mut bytes = 0;
         for &(backend, key) in batch {
             match self.held_request(key, backend) {
-                Some(len) if m < MAX_PIPELINE && bytes + len <= BATCH_BYTES => {
+                Held::Ready(len) if m < MAX_PIPELINE && bytes + len <= BATCH_BYTES => {
                     members[m] = key;
                     lens[m] = len;
                     m += 1;
                     bytes += len;
                 }
-                Some(_) => self.send_alone(key),
-                None => {}
+                Held::Ready(_) | Held::Alone => self.send_alone(key),
+                Held::No => {}
             }
         }
         if m < 2 {
@@ -146,18 +156,24 @@ impl Proxy {
         }
     }
 
-    /// The length of `key`'s held head if it still waits, with an open connection to
-    /// `backend`, to be sent.
-    fn held_request(&self, key: usize, backend: usize) -> Option<usize> {
+    /// Whether `key` still holds a request for `backend`, and can it be sent together with
+    /// others (the length of its head) or only alone (its connection changed since).
+    fn held_request(&self, key: usize, backend: usize) -> Held {
         let Some(Conn::Client(s)) = self.conns.get(key) else {
-            return None;
+            return Held::No;
         };
         let Phase::Exchange(ex) = &s.phase else {
-            return None;
+            return Held::No;
         };
-        let up = ex.up.as_ref()?;
-        let ready = ex.held && up.link == Link::Open && up.backend == backend;
-        ready.then_some(s.reqhead.len())
+        if !ex.held {
+            return Held::No;
+        }
+        match &ex.up {
+            Some(up) if up.link == Link::Open && up.backend == backend => {
+                Held::Ready(s.reqhead.len())
+            }
+            _ => Held::Alone,
+        }
     }
 
     /// The heads of `members` in one system call on the first one's connection.
@@ -277,6 +293,8 @@ impl Proxy {
             ex.queued = None;
             ex.requeue = true;
             ex.head_sent = 0;
+            // A fresh wait, however long it waited here.
+            s.deadline = Instant::now() + self.cfg.backend_timeout;
             // It never had its turn: this backend is not a failed try.
             ex.tried &= !bit(backend);
             ex.attempts = ex.attempts.saturating_sub(1);

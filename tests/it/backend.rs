@@ -19,9 +19,16 @@ pub struct Seen {
     pub head: String,
     /// The decoded body.
     pub body: Vec<u8>,
+    /// Which connection it came on, numbered from 0 in the order they were accepted.
+    pub conn: usize,
 }
 
 impl Seen {
+    /// The request target.
+    pub fn path(&self) -> &str {
+        self.head.split(' ').nth(1).unwrap_or("")
+    }
+
     /// The value of the first field called `name`.
     pub fn header(&self, name: &str) -> Option<String> {
         self.head.split("\r\n").skip(1).find_map(|line| {
@@ -70,14 +77,14 @@ impl Backend {
         let (s2, st2) = (seen.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             let mut workers = Vec::new();
-            for conn in listener.incoming() {
+            for (n, conn) in listener.incoming().enumerate() {
                 if st2.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
                 let (seen, script, stop) = (s2.clone(), script.clone(), st2.clone());
                 workers.push(std::thread::spawn(move || {
-                    serve(conn, &seen, &*script, &stop)
+                    serve(conn, n, &seen, &*script, &stop)
                 }));
             }
             for w in workers {
@@ -123,7 +130,13 @@ pub fn ok_response(body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn serve(mut conn: TcpStream, seen: &Mutex<Vec<Seen>>, script: &Script, stop: &AtomicBool) {
+fn serve(
+    mut conn: TcpStream,
+    n: usize,
+    seen: &Mutex<Vec<Seen>>,
+    script: &Script,
+    stop: &AtomicBool,
+) {
     let _ = conn.set_read_timeout(Some(Duration::from_millis(100)));
     let mut buf = Vec::new();
     let mut waited = Duration::ZERO;
@@ -131,7 +144,7 @@ fn serve(mut conn: TcpStream, seen: &Mutex<Vec<Seen>>, script: &Script, stop: &A
         if stop.load(Ordering::SeqCst) || waited > READ_LIMIT {
             return;
         }
-        let Some((req, used)) = take_request(&buf) else {
+        let Some((mut req, used)) = take_request(&buf) else {
             let mut chunk = [0u8; 65536];
             match conn.read(&mut chunk) {
                 Ok(0) => return,
@@ -145,6 +158,7 @@ fn serve(mut conn: TcpStream, seen: &Mutex<Vec<Seen>>, script: &Script, stop: &A
             continue;
         };
         buf.drain(..used);
+        req.conn = n;
         if let Ok(mut v) = seen.lock() {
             v.push(req.clone());
         }
@@ -234,5 +248,12 @@ fn take_request(buf: &[u8]) -> Option<(Seen, usize)> {
         at += step.consumed;
     }
     let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
-    Some((Seen { head, body }, at))
+    Some((
+        Seen {
+            head,
+            body,
+            conn: 0,
+        },
+        at,
+    ))
 }

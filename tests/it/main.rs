@@ -7,6 +7,7 @@ mod corpus;
 mod echo;
 mod health;
 mod ops;
+mod pipeline;
 mod proxy;
 mod tcp;
 mod util;

@@ -1,0 +1,227 @@
+//! Requests that arrive together sharing one backend connection (`--pipeline`).
+//!
+//! To make "arrive together" exact rather than likely, the proxy is stopped (SIGSTOP) while the
+//! clients write, and let go (SIGCONT) once every request sits in its socket: the proxy's next
+//! wait returns them all in one batch of events.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::backend::{ok_response, Backend, Reply, Seen};
+use crate::proxy::proxy;
+use crate::util::{Client, Proc};
+
+/// Runs `send` with the proxy stopped, so what it writes is read in one batch afterwards.
+fn while_stopped(p: &Proc, send: impl FnOnce()) {
+    p.signal("STOP");
+    wait_for_state(p, 'T');
+    send();
+    p.signal("CONT");
+}
+
+/// Waits (bounded) until the process's state letter in /proc is `state`.
+fn wait_for_state(p: &Proc, state: char) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.id())).unwrap_or_default();
+        let now = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.trim().chars().next());
+        if now == Some(state) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "proxy never reached state {state}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes()
+}
+
+/// A backend answering each request with its own path as the body.
+fn path_echo() -> Backend {
+    Backend::start(|req| Reply::Bytes(ok_response(req.path())))
+}
+
+/// `n` keep-alive clients; one request each, all at once, so that the proxy ends up with a
+/// pooled backend connection per client (pipelines form only on pooled connections).
+fn warm_clients(p: &Proc, n: usize) -> Vec<Client> {
+    let mut clients: Vec<Client> = (0..n).map(|_| p.client()).collect();
+    while_stopped(p, || {
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.send(&get(&format!("/warm{i}")));
+        }
+    });
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(c.read_response().text(), format!("/warm{i}"));
+    }
+    clients
+}
+
+/// The backend connections the requests of `paths` arrived on.
+fn conns_of(seen: &[Seen], paths: &[String]) -> Vec<usize> {
+    paths
+        .iter()
+        .map(|p| {
+            seen.iter()
+                .find(|s| s.path() == p)
+                .unwrap_or_else(|| panic!("{p} never reached the backend"))
+                .conn
+        })
+        .collect()
+}
+
+/// Four GETs and two POSTs arrive together; returns the backend connection of each GET and
+/// of each POST, after checking every client got its own answer.
+fn batch_of_four_gets_and_two_posts(depth: &str) -> (Vec<usize>, Vec<usize>) {
+    let b = path_echo();
+    let p = proxy(&[b.addr], &["--pipeline", depth]);
+    let mut clients = warm_clients(&p, 6);
+    let gets: Vec<String> = (0..4).map(|i| format!("/get{i}")).collect();
+    let posts: Vec<String> = (0..2).map(|i| format!("/post{i}")).collect();
+    while_stopped(&p, || {
+        for (c, path) in clients.iter_mut().zip(&gets) {
+            c.send(&get(path));
+        }
+        for (c, path) in clients[4..].iter_mut().zip(&posts) {
+            c.send(
+                format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+            );
+        }
+    });
+    for (c, path) in clients.iter_mut().zip(gets.iter().chain(&posts)) {
+        let r = c.read_response();
+        assert_eq!(
+            (r.status, r.text()),
+            (200, path.clone()),
+            "each client gets its own answer"
+        );
+    }
+    let seen = b.seen();
+    (conns_of(&seen, &gets), conns_of(&seen, &posts))
+}
+
+#[test]
+fn gets_arriving_together_share_one_backend_connection_and_posts_never_do() {
+    let (gets, posts) = batch_of_four_gets_and_two_posts("4");
+    assert!(
+        gets.iter().all(|&c| c == gets[0]),
+        "one connection carried all four: {gets:?}"
+    );
+    let distinct: HashSet<usize> = posts.iter().chain(&gets[..1]).copied().collect();
+    assert_eq!(
+        distinct.len(),
+        3,
+        "each POST alone: posts {posts:?}, gets {gets:?}"
+    );
+}
+
+#[test]
+fn pipeline_1_gives_every_request_its_own_backend_connection() {
+    let (gets, posts) = batch_of_four_gets_and_two_posts("1");
+    let distinct: HashSet<usize> = gets.iter().chain(&posts).copied().collect();
+    assert_eq!(distinct.len(), 6, "gets {gets:?}, posts {posts:?}");
+}
+
+#[test]
+fn a_backend_sending_more_than_its_length_spoils_no_answer_behind_it() {
+    // Every answer in the second round carries junk after its declared length: on a shared
+    // connection the junk lands in front of the next answer. That one is sent again alone.
+    let b = Backend::start(|req| {
+        let mut bytes = ok_response(req.path());
+        if req.path().starts_with("/lie") {
+            bytes.extend_from_slice(b"JUNK\r\n\r\n");
+        }
+        Reply::Bytes(bytes)
+    });
+    let p = proxy(&[b.addr], &["--pipeline", "8"]);
+    let mut clients = warm_clients(&p, 6);
+    while_stopped(&p, || {
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.send(&get(&format!("/lie{i}")));
+        }
+    });
+    for (i, c) in clients.iter_mut().enumerate() {
+        let r = c.read_response();
+        assert_eq!((r.status, r.text()), (200, format!("/lie{i}")));
+    }
+    // And the proxy carries on normally afterwards.
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(
+            c.request(&get(&format!("/after{i}"))).text(),
+            format!("/after{i}")
+        );
+    }
+}
+
+#[test]
+fn requests_behind_an_answer_too_big_to_wait_for_are_sent_again_and_arrive_whole() {
+    // Bodies larger than a relay buffer: no answer is ever whole in the buffer, so no request
+    // may wait behind one; each is sent again on a connection of its own.
+    let b = Backend::start(|req| {
+        if !req.path().starts_with("/big") {
+            return Reply::Bytes(ok_response(req.path()));
+        }
+        let body: String = req.path().repeat(200_000 / req.path().len());
+        Reply::Bytes(ok_response(&body))
+    });
+    let p = proxy(&[b.addr], &["--pipeline", "8", "--buffer-size", "16K"]);
+    let mut clients = warm_clients(&p, 5);
+    let started = Instant::now();
+    while_stopped(&p, || {
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.send(&get(&format!("/big{i}")));
+        }
+    });
+    for (i, c) in clients.iter_mut().enumerate() {
+        let r = c.read_response();
+        let path = format!("/big{i}");
+        assert_eq!(r.status, 200);
+        // Compared without printing 200 kB on a failure.
+        let want = path.repeat(200_000 / path.len()).into_bytes();
+        assert!(
+            r.body == want,
+            "{path}: {} bytes, not its own body",
+            r.body.len()
+        );
+    }
+    // No one waited for a timeout (the default backend timeout is 30 s).
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_request_stuck_behind_a_silent_backend_leaves_after_the_backend_timeout() {
+    // The first request of the batch meets a backend that never answers; the others waited
+    // behind it on the same connection, so after the backend timeout they are sent again and
+    // answered, while the first gets 504.
+    let silenced = AtomicBool::new(false);
+    let b = Backend::start(move |req| {
+        if req.path().starts_with("/r") && !silenced.swap(true, Ordering::SeqCst) {
+            return Reply::Silence;
+        }
+        Reply::Bytes(ok_response(req.path()))
+    });
+    let p = proxy(&[b.addr], &["--pipeline", "8", "--backend-timeout", "1s"]);
+    let mut clients = warm_clients(&p, 4);
+    while_stopped(&p, || {
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.send(&get(&format!("/r{i}")));
+        }
+    });
+    let mut statuses = Vec::new();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let r = c.read_response();
+        if r.status == 200 {
+            assert_eq!(r.text(), format!("/r{i}"));
+        }
+        statuses.push(r.status);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 200, 504]);
+}
