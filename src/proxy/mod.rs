@@ -10,6 +10,7 @@
 //! - `session`: a client connection from accept to close; reads heads, starts exchanges.
 //! - `exchange`: one request in flight, and its request side (head and body to the backend).
 //! - `dial`: choosing a backend, reusing a pooled connection or connecting, retrying.
+//! - `pipeline`: GETs that arrive together sent on one pooled connection, passed along it.
 //! - `respond`: the response head rewritten for the client, and its body relayed.
 //! - `rewrite`: hop-by-hop fields out, forwarding fields in, as pure functions.
 //! - `tunnel`: raw two-way relay (after 101, and TCP mode), and the polite close.
