@@ -76,6 +76,9 @@ const BUFFERS_KEPT: usize = 256;
 const BIG_BUFFERS_KEPT: usize = 8;
 /// Events taken from the kernel per poll.
 const EVENTS_PER_POLL: usize = 1024;
+/// Polls without waiting that may run while requests are held (see `pipeline`): each one
+/// that finds events adds their requests to the batch; the first that finds none sends it.
+const GATHER_POLLS: u32 = 3;
 
 /// A slab entry.
 #[derive(Debug)]
@@ -243,18 +246,32 @@ impl Proxy {
     pub fn serve(&mut self) -> io::Result<Stop> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         self.schedule_probes(Instant::now());
+        // Polls in a row that found more events while requests were held.
+        let mut gathered = 0;
         loop {
-            // Anything held by the last pass (a retry, a timer) goes before the next wait.
-            self.send_held();
-            let timeout = if self.again.is_empty() {
-                self.timers.poll_timeout(Instant::now())
-            } else {
+            // Held requests wait while more events keep arriving (a few polls at most), so
+            // that more of them leave together; they go before the loop would sleep.
+            let gather = !self.held.is_empty() && gathered < GATHER_POLLS;
+            if !gather {
+                self.send_held();
+                gathered = 0;
+            }
+            let timeout = if gather || !self.again.is_empty() {
                 Some(Duration::ZERO)
+            } else {
+                self.timers.poll_timeout(Instant::now())
             };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
+            }
+            if gather {
+                gathered += 1;
+                if events.is_empty() {
+                    self.send_held();
+                    gathered = 0;
+                }
             }
             for event in events.iter() {
                 match token::source(event.token()) {
@@ -266,7 +283,6 @@ impl Proxy {
                     Source::Unused => {}
                 }
             }
-            self.send_held();
             // Those queued now; a session that yields again is queued behind them. Draining in
             // place keeps the vector's capacity, so a yield costs no allocation.
             let due = self.again.len();

@@ -186,7 +186,15 @@ impl Proxy {
             // The backend died mid-body: the client must not take what it got as complete.
             return Step::Close;
         }
-        if dec.is_done() && *framed == 0 && s.out.is_empty() {
+        let others_wait = !up.followers.is_empty();
+        if dec.is_done() && *framed > 0 && others_wait && !s.writable {
+            // A client slow to read must not hold up the requests queued behind its answer:
+            // the rest of it (whole, so at most a buffer) joins the client's own queue.
+            s.out.vec().extend_from_slice(&up.inbuf.data()[..*framed]);
+            up.inbuf.consume(*framed);
+            *framed = 0;
+        }
+        if dec.is_done() && *framed == 0 && (s.out.is_empty() || others_wait) {
             let close = *close_client || s.eof;
             self.finish(key, s, now, close);
             return Step::Progress;
