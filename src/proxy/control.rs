@@ -176,6 +176,8 @@ impl Proxy {
         }
         self.pools.resize_with(n, Pool::default);
         self.inflight.resize(n, 0);
+        // A slot may hold another server now: what was learnt of pipelining starts again.
+        self.pipelining = vec![Default::default(); n];
         self.probing.resize(n, false);
         self.health.resize(n);
         self.health.set_config(new.health.clone());

@@ -234,6 +234,7 @@ impl Proxy {
         ex.head_sent = 0;
         ex.body_sent = 0;
         ex.held = false; // a retry sends on its own, at once
+        ex.handed = false;
         let resend = !ex.committed;
         if why == Failure::Connect {
             self.metrics.record_retry(backend);
@@ -294,6 +295,11 @@ impl Proxy {
         }
         if !waiting_head {
             return false; // stalled mid-body: only closing tells the client
+        }
+        let handed = ex.handed && ex.up.is_some();
+        let backend = ex.up.as_ref().map_or(0, |u| u.backend);
+        if handed && self.pipelining_failed(backend) {
+            return self.fail(key, s, now, Failure::BeforeResponse) != Step::Close;
         }
         let canned = if ex.body.is_done() {
             log::warn!("{}: backend timed out", s.peer);

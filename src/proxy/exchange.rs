@@ -109,6 +109,8 @@ pub struct Exchange {
     pub requeue: bool,
     /// How many times it waited in a pipeline (bounded, then it goes alone).
     pub follows: u8,
+    /// Its connection was handed on from the request before it in a pipeline.
+    pub handed: bool,
 }
 
 impl Exchange {
@@ -147,6 +149,7 @@ impl Exchange {
             queued: None,
             requeue: false,
             follows: 0,
+            handed: false,
         }
     }
 }

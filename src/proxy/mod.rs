@@ -144,6 +144,8 @@ pub struct Proxy {
     held: Vec<(usize, usize)>,
     /// The other half of `held`, swapped in while those are sent.
     held_spare: Vec<(usize, usize)>,
+    /// Per backend: does it answer pipelined requests?
+    pipelining: Vec<pipeline::Pipelining>,
     /// Small buffers a client's request heads are read into (most heads are short, and a
     /// slow client holding one costs little).
     heads: BufferPool,
@@ -230,6 +232,7 @@ impl Proxy {
             again: Vec::new(),
             held: Vec::new(),
             held_spare: Vec::new(),
+            pipelining: vec![pipeline::Pipelining::default(); n],
             vecs: Vec::new(),
             heads: BufferPool::new(HEAD_BUFFER.min(cfg.buffer_size), HEAD_BUFFERS_KEPT),
             bufs: BufferPool::new(cfg.buffer_size, BUFFERS_KEPT),

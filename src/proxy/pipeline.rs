@@ -39,6 +39,18 @@ const BATCH_BYTES: usize = 16 * 1024;
 /// Times one request may wait in a pipeline before it is only ever sent alone.
 const MAX_FOLLOWS: u8 = 2;
 
+/// What the proxy has learnt of a backend and pipelined requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pipelining {
+    /// Not known yet: batches of two at most until one answer behind another arrives.
+    #[default]
+    Untried,
+    /// It answered a request that waited behind another.
+    Works,
+    /// A request handed on behind another was never answered: one at a time from now on.
+    Off,
+}
+
 /// Whether a request may share a backend connection with others: a GET or HEAD with no body,
 /// not asking to upgrade or for `100 Continue`.
 pub(super) fn pipelinable(ex: &Exchange) -> bool {
@@ -73,7 +85,12 @@ impl Proxy {
             while i < held.len() {
                 let backend = held[i].0;
                 let end = i + held[i..].iter().take_while(|h| h.0 == backend).count();
-                for batch in held[i..end].chunks(self.cfg.pipeline) {
+                let depth = match self.pipelining.get(backend).copied().unwrap_or_default() {
+                    Pipelining::Works => self.cfg.pipeline,
+                    Pipelining::Untried => self.cfg.pipeline.min(2),
+                    Pipelining::Off => 1,
+                };
+                for batch in held[i..end].chunks(depth) {
                     self.send_batch(batch);
                 }
                 i = end;
@@ -251,6 +268,7 @@ impl Proxy {
             return Some(up);
         }
         ex.queued = None;
+        ex.handed = true;
         // Its wait for the backend starts now; the timer catches up lazily.
         s.deadline = Instant::now() + self.cfg.backend_timeout;
         let up_key = up.key;
@@ -301,6 +319,34 @@ impl Proxy {
             self.again.push(key);
         }
         true
+    }
+
+    /// A request handed on behind another got its answer: the backend reads pipelines.
+    pub(super) fn pipelining_works(&mut self, backend: usize) {
+        if let Some(p @ Pipelining::Untried) = self.pipelining.get_mut(backend) {
+            *p = Pipelining::Works;
+        }
+    }
+
+    /// A request handed on behind another met the backend timeout without an answer. Unless
+    /// the backend has answered pipelines before (then it is merely slow), it is taken to
+    /// read one request per connection at a time, and gets no more pipelines. True when the
+    /// request should be sent again alone rather than answered 504.
+    pub(super) fn pipelining_failed(&mut self, backend: usize) -> bool {
+        match self.pipelining.get_mut(backend) {
+            Some(Pipelining::Works) | None => false,
+            Some(p) => {
+                if *p != Pipelining::Off {
+                    log::warn!(
+                        "backend {} left a pipelined request unanswered: sending it one \
+                         request per connection from now on",
+                        self.cfg.backends[backend].name
+                    );
+                }
+                *p = Pipelining::Off;
+                true
+            }
+        }
     }
 
     /// A follower's deadline passed before its turn: it leaves the queue (the connection it

@@ -42,6 +42,9 @@ impl Proxy {
         };
         let status = resp.status;
         if status == 101 || status >= 200 {
+            if ex.handed {
+                self.pipelining_works(up.backend);
+            }
             s.ledger.status = status;
             s.ledger.backend = Some(up.backend);
             // A final answer: how long the backend took, and whether it was a server error.

@@ -5,7 +5,10 @@
 //! wait returns them all in one batch of events.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backend::{ok_response, Backend, Reply, Seen};
@@ -83,6 +86,15 @@ fn batch_of_four_gets_and_two_posts(depth: &str) -> (Vec<usize>, Vec<usize>) {
     let b = path_echo();
     let p = proxy(&[b.addr], &["--pipeline", depth]);
     let mut clients = warm_clients(&p, 6);
+    // Until one answer has come back behind another, the proxy pipelines two at most.
+    while_stopped(&p, || {
+        for (i, c) in clients[..2].iter_mut().enumerate() {
+            c.send(&get(&format!("/teach{i}")));
+        }
+    });
+    for (i, c) in clients[..2].iter_mut().enumerate() {
+        assert_eq!(c.read_response().text(), format!("/teach{i}"));
+    }
     let gets: Vec<String> = (0..4).map(|i| format!("/get{i}")).collect();
     let posts: Vec<String> = (0..2).map(|i| format!("/post{i}")).collect();
     while_stopped(&p, || {
@@ -224,4 +236,104 @@ fn a_request_stuck_behind_a_silent_backend_leaves_after_the_backend_timeout() {
     }
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 200, 200, 504]);
+}
+
+/// A backend that answers only the first request of whatever one read brings and drops the
+/// rest: it cannot take pipelined requests. Counts the reads that held more than one.
+struct OneAtATime {
+    addr: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    piled: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OneAtATime {
+    fn start() -> OneAtATime {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let piled = Arc::new(AtomicUsize::new(0));
+        let (st, pl) = (stop.clone(), piled.clone());
+        let thread = std::thread::spawn(move || {
+            let mut conns = Vec::new();
+            for conn in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (st, pl) = (st.clone(), pl.clone());
+                conns.push(std::thread::spawn(move || {
+                    serve_one_at_a_time(conn, &st, &pl)
+                }));
+            }
+            for c in conns {
+                let _ = c.join();
+            }
+        });
+        OneAtATime {
+            addr,
+            stop,
+            piled,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for OneAtATime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve_one_at_a_time(mut conn: TcpStream, stop: &AtomicBool, piled: &AtomicUsize) {
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut buf = [0u8; 8192];
+    while !stop.load(Ordering::SeqCst) {
+        match conn.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                if text.matches("\r\n\r\n").count() > 1 {
+                    piled.fetch_add(1, Ordering::SeqCst);
+                }
+                let path = text.split(' ').nth(1).unwrap_or("/").to_string();
+                if conn.write_all(&ok_response(&path)).is_err() {
+                    return;
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+#[test]
+fn a_backend_that_cannot_read_pipelines_costs_one_wait_then_gets_none() {
+    let b = OneAtATime::start();
+    let p = proxy(&[b.addr], &["--pipeline", "8", "--backend-timeout", "1s"]);
+    let mut clients = warm_clients(&p, 4);
+    for round in 0..2 {
+        let piled_before = b.piled.load(Ordering::SeqCst);
+        while_stopped(&p, || {
+            for (i, c) in clients.iter_mut().enumerate() {
+                c.send(&get(&format!("/round{round}/{i}")));
+            }
+        });
+        for (i, c) in clients.iter_mut().enumerate() {
+            let r = c.read_response();
+            assert_eq!((r.status, r.text()), (200, format!("/round{round}/{i}")));
+        }
+        let piled = b.piled.load(Ordering::SeqCst) - piled_before;
+        if round == 0 {
+            // The first batch found out, at the price of one backend timeout.
+            assert!(piled > 0, "the first round was never pipelined");
+        } else {
+            assert_eq!(piled, 0, "pipelines went on to a backend that drops them");
+        }
+    }
+    assert!(p.stderr().contains("left a pipelined request unanswered"));
 }
