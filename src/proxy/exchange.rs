@@ -115,7 +115,7 @@ pub struct Exchange {
 
 impl Exchange {
     /// A TCP-mode exchange: only a backend to dial.
-    pub fn raw() -> Exchange {
+    pub fn raw(now: Instant) -> Exchange {
         let meta = Meta {
             method: Method::Other,
             version: Version::Http11,
@@ -126,11 +126,11 @@ impl Exchange {
             head_base: 0,
             raw: true,
         };
-        Exchange::new(meta, BodyKind::Empty)
+        Exchange::new(meta, BodyKind::Empty, now)
     }
 
     /// A request whose head has been read, with a body of `body`.
-    pub fn new(meta: Meta, body: BodyKind) -> Exchange {
+    pub fn new(meta: Meta, body: BodyKind, now: Instant) -> Exchange {
         Exchange {
             meta,
             up: None,
@@ -143,7 +143,7 @@ impl Exchange {
             attempts: 0,
             stale_retried: false,
             continue_sent: false,
-            started: Instant::now(),
+            started: now,
             resp: Resp::Head,
             held: false,
             queued: None,

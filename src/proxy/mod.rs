@@ -142,6 +142,8 @@ pub struct Proxy {
     /// Requests whose send to a pooled backend connection waits for the end of this batch of
     /// events, with their backend (see `pipeline`).
     held: Vec<(usize, usize)>,
+    /// The time, read once after each poll and after the timers: what sessions go by.
+    now: Instant,
     /// The other half of `held`, swapped in while those are sent.
     held_spare: Vec<(usize, usize)>,
     /// Per backend: does it answer pipelined requests?
@@ -232,6 +234,7 @@ impl Proxy {
             again: Vec::new(),
             held: Vec::new(),
             held_spare: Vec::new(),
+            now: Instant::now(),
             pipelining: vec![pipeline::Pipelining::default(); n],
             vecs: Vec::new(),
             heads: BufferPool::new(HEAD_BUFFER.min(cfg.buffer_size), HEAD_BUFFERS_KEPT),
@@ -269,6 +272,7 @@ impl Proxy {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
+            self.now = Instant::now();
             if gather {
                 gathered += 1;
                 if events.is_empty() {
@@ -294,7 +298,8 @@ impl Proxy {
                 self.drive(key);
             }
             self.again.drain(..due);
-            self.expire(Instant::now());
+            self.now = Instant::now();
+            self.expire(self.now);
             if let Some(stop) = self.stopped {
                 return Ok(stop);
             }
@@ -355,7 +360,7 @@ impl Proxy {
         self.clients += 1;
         if self.cfg.mode == config::Mode::Tcp {
             // A backend per connection: choose and dial it now; client bytes wait in the buffer.
-            session.start_raw();
+            session.start_raw(now);
             self.grow(&mut session.inbuf);
             self.attach(key, &mut session, now, None);
         }

@@ -22,7 +22,6 @@
 
 use std::io::IoSlice;
 use std::net::Shutdown;
-use std::time::Instant;
 
 use super::dial::bit;
 use super::exchange::Exchange;
@@ -270,7 +269,7 @@ impl Proxy {
         ex.queued = None;
         ex.handed = true;
         // Its wait for the backend starts now; the timer catches up lazily.
-        s.deadline = Instant::now() + self.cfg.backend_timeout;
+        s.deadline = self.now + self.cfg.backend_timeout;
         let up_key = up.key;
         ex.up = Some(up);
         self.conns[up_key] = Conn::Attached { owner: next };
@@ -312,7 +311,7 @@ impl Proxy {
             ex.requeue = true;
             ex.head_sent = 0;
             // A fresh wait, however long it waited here.
-            s.deadline = Instant::now() + self.cfg.backend_timeout;
+            s.deadline = self.now + self.cfg.backend_timeout;
             // It never had its turn: this backend is not a failed try.
             ex.tried &= !bit(backend);
             ex.attempts = ex.attempts.saturating_sub(1);

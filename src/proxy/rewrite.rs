@@ -49,11 +49,34 @@ fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// A client's address as text, made once per connection for `X-Forwarded-For`.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr {
+    text: [u8; 48],
+    len: usize,
+}
+
+impl ClientAddr {
+    /// Formats `ip` (the longest IPv6 form is 45 bytes).
+    pub fn new(ip: IpAddr) -> ClientAddr {
+        let mut text = [0u8; 48];
+        let mut cursor = std::io::Cursor::new(&mut text[..]);
+        let _ = write!(cursor, "{ip}");
+        let len = cursor.position() as usize;
+        ClientAddr { text, len }
+    }
+
+    /// The text.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.text[..self.len]
+    }
+}
+
 /// Writes the request head the backend sees, all but its blank last line (see [`end_head`]):
 /// always HTTP/1.1 (the proxy keeps its backend connections alive whatever the client speaks),
 /// hop-by-hop fields removed, `Expect` removed (the proxy answers `100 Continue` itself),
 /// `X-Forwarded-For` extended with the client's address and `X-Forwarded-Proto` set.
-pub fn request_head(out: &mut Vec<u8>, req: &Request<'_, '_>, client: IpAddr) {
+pub fn request_head(out: &mut Vec<u8>, req: &Request<'_, '_>, client: &ClientAddr) {
     let upgrade = req.is_upgrade();
     out.extend_from_slice(req.method_str.as_bytes());
     out.push(b' ');
@@ -84,7 +107,8 @@ pub fn request_head(out: &mut Vec<u8>, req: &Request<'_, '_>, client: IpAddr) {
             }
         }
     }
-    let _ = write!(out, "{client}\r\nX-Forwarded-Proto: http\r\n");
+    out.extend_from_slice(client.as_bytes());
+    out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\n");
     if upgrade {
         out.extend_from_slice(b"Connection: upgrade\r\n");
     }
@@ -118,7 +142,14 @@ pub struct ResponseEdits<'a> {
 
 /// Writes the response head the client sees.
 pub fn response_head(out: &mut Vec<u8>, resp: &Response<'_, '_>, edits: ResponseEdits<'_>) {
-    let _ = write!(out, "HTTP/1.1 {} {}\r\n", resp.status, resp.reason);
+    // httparse takes exactly three digits, so the status is written without formatting.
+    let s = resp.status;
+    let digits = [s / 100 % 10, s / 10 % 10, s % 10].map(|d| b'0' + d as u8);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&digits);
+    out.push(b' ');
+    out.extend_from_slice(resp.reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
     for h in resp.headers {
         let name = h.name;
         if is_hop_by_hop(name, resp.headers, edits.switching)
@@ -147,13 +178,56 @@ mod tests {
     use super::*;
     use crate::http::head::{parse_request, parse_response, Parse, EMPTY_HEADERS};
 
+    #[test]
+    fn client_addresses_of_every_length_are_kept_whole() {
+        for ip in [
+            "10.0.0.9",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:1.2.3.4",
+            "::1",
+        ] {
+            let addr = ClientAddr::new(ip.parse().unwrap());
+            assert_eq!(addr.as_bytes(), ip.as_bytes());
+        }
+    }
+
+    #[test]
+    fn status_lines_keep_the_code_and_reason() {
+        for raw in [
+            "HTTP/1.1 204 No Content\r\n\r\n",
+            "HTTP/1.0 999 Odd\r\n\r\n",
+            "HTTP/1.1 100 \r\n\r\n",
+        ] {
+            let mut h = EMPTY_HEADERS;
+            let Ok(Parse::Complete(resp)) = parse_response(raw.as_bytes(), &mut h, 4096) else {
+                panic!("bad test response {raw:?}");
+            };
+            let mut out = Vec::new();
+            let edits = ResponseEdits {
+                backend: None,
+                close: false,
+                client_version: Version::Http11,
+                dechunk: false,
+                switching: false,
+            };
+            response_head(&mut out, &resp, edits);
+            let line = String::from_utf8(out).unwrap();
+            let want = format!("HTTP/1.1 {} {}\r\n", resp.status, resp.reason);
+            assert!(line.starts_with(&want), "{line:?}");
+        }
+    }
+
     fn rewrite_request(raw: &[u8]) -> String {
         let mut h = EMPTY_HEADERS;
         let Ok(Parse::Complete(req)) = parse_request(raw, &mut h, 4096) else {
             panic!("bad test request")
         };
         let mut out = Vec::new();
-        request_head(&mut out, &req, "10.0.0.9".parse().unwrap());
+        request_head(
+            &mut out,
+            &req,
+            &ClientAddr::new("10.0.0.9".parse().unwrap()),
+        );
         let base = out.len();
         end_head(&mut out, base, (req.fields.hosts == 0).then_some("b:1"));
         String::from_utf8(out).unwrap()

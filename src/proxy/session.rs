@@ -51,6 +51,8 @@ pub struct Session {
     pub sock: TcpStream,
     /// The client's address, for `X-Forwarded-For` and logs.
     pub peer: SocketAddr,
+    /// The same address as text, for `X-Forwarded-For`.
+    pub client: rewrite::ClientAddr,
     /// Readable since the last `WouldBlock`.
     pub readable: bool,
     /// Writable since the last `WouldBlock`.
@@ -142,6 +144,7 @@ impl Session {
         Session {
             sock,
             peer,
+            client: rewrite::ClientAddr::new(peer.ip()),
             readable: false,
             writable: false,
             hup: false,
@@ -164,9 +167,9 @@ impl Session {
     }
 
     /// Makes this a TCP-mode session: a raw exchange waiting for its backend connection.
-    pub fn start_raw(&mut self) {
+    pub fn start_raw(&mut self, now: Instant) {
         self.raw = true;
-        self.phase = Phase::Exchange(Box::new(Exchange::raw()));
+        self.phase = Phase::Exchange(Box::new(Exchange::raw(now)));
     }
 
     /// Waiting for a request that has not begun, with nothing buffered either way.
@@ -238,7 +241,7 @@ impl Proxy {
     }
 
     fn pump(&mut self, key: usize, s: &mut Session) -> Flow {
-        let now = Instant::now();
+        let now = self.now;
         for _ in 0..ROUNDS {
             let read = read_client(s);
             let work = match s.phase {
@@ -316,7 +319,7 @@ impl Proxy {
             return Step::Progress;
         }
         s.reqhead.clear();
-        rewrite::request_head(&mut s.reqhead, &req, s.peer.ip());
+        rewrite::request_head(&mut s.reqhead, &req, &s.client);
         let meta = Meta::of(&req, s.reqhead.len());
         let body = req.body;
         let head_len = req.head_len;
@@ -331,10 +334,10 @@ impl Proxy {
         }
         let ex = match s.spare.take() {
             Some(mut b) => {
-                *b = Exchange::new(meta, body);
+                *b = Exchange::new(meta, body, now);
                 b
             }
-            None => Box::new(Exchange::new(meta, body)),
+            None => Box::new(Exchange::new(meta, body, now)),
         };
         s.phase = Phase::Exchange(ex);
         self.attach(key, s, now, None)
