@@ -316,6 +316,7 @@ impl Proxy {
             ex.tried &= !bit(backend);
             ex.attempts = ex.attempts.saturating_sub(1);
             self.again.push(key);
+            self.metrics.record_retry(backend);
         }
         true
     }

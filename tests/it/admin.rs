@@ -10,7 +10,7 @@ use prometheus_parse::{Scrape, Value};
 use crate::util::{self, Client, Proc};
 
 /// rr-proxy with an admin listener; returns it and the admin address.
-fn proxy_with_admin(backends: &[SocketAddr], extra: &[&str]) -> (Proc, SocketAddr) {
+pub(crate) fn proxy_with_admin(backends: &[SocketAddr], extra: &[&str]) -> (Proc, SocketAddr) {
     let list: Vec<String> = backends.iter().map(|a| a.to_string()).collect();
     proxy_with_admin_list(&list.join(","), extra)
 }
@@ -34,7 +34,7 @@ fn get(addr: SocketAddr, path: &str) -> util::Response {
 }
 
 /// The value of the sample `name` whose labels include all of `labels`.
-fn sample(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn sample(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     scrape
         .samples
         .iter()
@@ -46,7 +46,7 @@ fn sample(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn scrape(admin: SocketAddr) -> Scrape {
+pub(crate) fn scrape(admin: SocketAddr) -> Scrape {
     let r = get(admin, "/metrics");
     assert_eq!(r.status, 200);
     assert!(r

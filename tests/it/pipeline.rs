@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::admin::{proxy_with_admin, sample, scrape};
 use crate::backend::{ok_response, Backend, Reply, Seen};
 use crate::proxy::proxy;
 use crate::util::{Client, Proc};
@@ -183,7 +184,17 @@ fn requests_behind_an_answer_too_big_to_wait_for_are_sent_again_and_arrive_whole
         let body: String = req.path().repeat(200_000 / req.path().len());
         Reply::Bytes(ok_response(&body))
     });
-    let p = proxy(&[b.addr], &["--pipeline", "8", "--buffer-size", "16K"]);
+    let (p, admin) = proxy_with_admin(
+        &[b.addr],
+        &[
+            "--pipeline",
+            "8",
+            "--buffer-size",
+            "16K",
+            "--health-interval",
+            "0s",
+        ],
+    );
     let mut clients = warm_clients(&p, 5);
     let started = Instant::now();
     while_stopped(&p, || {
@@ -205,6 +216,14 @@ fn requests_behind_an_answer_too_big_to_wait_for_are_sent_again_and_arrive_whole
     }
     // No one waited for a timeout (the default backend timeout is 30 s).
     assert!(started.elapsed() < Duration::from_secs(10));
+    // And the requests sent again were counted as retries.
+    let name = b.addr.to_string();
+    let retries = sample(
+        &scrape(admin),
+        "rr_proxy_retries_total",
+        &[("backend", &name)],
+    );
+    assert!(retries >= 1.0, "retries {retries}");
 }
 
 #[test]
