@@ -5,10 +5,13 @@
 //! the in-process backends and the client (which allocate freely) do not disturb the count.
 //!
 //! After a warm-up that fills the backend pools, sizes the slab and the timer wheel and grows
-//! every reused vector to its working size, two windows must cost the proxy thread no
+//! every reused vector to its working size, three windows must cost the proxy thread no
 //! allocation at all: small keep-alive requests (GET with a sized answer, POST with a small
 //! body, GET with a chunked answer, pipelined GETs), then large bodies each way, which stream
-//! through the relay buffer many times and make the session yield for fairness. On failure the
+//! through the relay buffer many times and make the session yield for fairness, then GETs from
+//! several clients at once, which the proxy sends together on shared backend connections (the
+//! backend counts how often it found a request waiting behind another, so the window is known
+//! to have exercised that path). On failure the
 //! message carries the backtraces of the first allocations in the window: they name the
 //! culprit.
 //!
@@ -108,6 +111,15 @@ const PIPELINED: usize = 4;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Backends behind the proxy: more than one, so the rotation and each backend's pool are used.
 const BACKENDS: usize = 2;
+/// Clients sending at once in the third window, so that requests share backend connections.
+const CROWD: usize = 6;
+/// Rounds of the crowd (each a request from every client) before and in the third window.
+const CROWD_WARM_UP: usize = 500;
+const CROWD_MEASURED: usize = 2_000;
+
+/// Times a backend found the next request already waiting after answering one: requests
+/// from different clients that the proxy sent together on one connection.
+static PILED: AtomicU64 = AtomicU64::new(0);
 
 /// The body of the small POST requests, echoed back by the backend.
 const POST_BODY: &[u8] = br#"{"hello":"world","n":12345}"#;
@@ -135,6 +147,9 @@ fn steady_state_requests_do_not_allocate() {
         Case::get("/big", &vec![BIG_BYTE; LARGE], false),
         Case::post(&vec![b'y'; LARGE]),
     ];
+    let mut crowd: Vec<Client> = (0..CROWD).map(|_| Client::connect(proxy)).collect();
+    let crowd_case = Case::get("/small", SMALL_BODY, false);
+    let piled_before = PILED.load(Ordering::SeqCst);
     let windows = [
         measure("small requests", &mut client, &small, WARM_UP, MEASURED),
         measure(
@@ -144,7 +159,23 @@ fn steady_state_requests_do_not_allocate() {
             LARGE_WARM_UP,
             LARGE_MEASURED,
         ),
+        measure_with(
+            "GETs from several clients at once",
+            CROWD_WARM_UP,
+            CROWD_MEASURED,
+            || {
+                for c in crowd.iter_mut() {
+                    c.send(&crowd_case);
+                }
+                for c in crowd.iter_mut() {
+                    c.receive(&crowd_case);
+                }
+            },
+        ),
     ];
+    let piled = PILED.load(Ordering::SeqCst) - piled_before;
+    eprintln!("backends found {piled} requests already waiting behind another");
+    assert!(piled > 0, "the crowd never shared a backend connection");
     for w in &windows {
         eprintln!(
             "proxy thread: {} allocations in {} exchanges of {}",
@@ -183,16 +214,32 @@ fn measure(
     warm_up: usize,
     measured: usize,
 ) -> Window {
-    for case in cases.iter().cycle().take(warm_up) {
-        client.exchange(case);
+    let mut next = cases.iter().cycle();
+    measure_with(name, warm_up, measured, || {
+        if let Some(case) = next.next() {
+            client.exchange(case);
+        }
+    })
+}
+
+/// Runs `step` `warm_up` times, then counts the proxy thread's allocations over `measured`
+/// more.
+fn measure_with(
+    name: &'static str,
+    warm_up: usize,
+    measured: usize,
+    mut step: impl FnMut(),
+) -> Window {
+    for _ in 0..warm_up {
+        step();
     }
     if let Ok(mut traces) = TRACES.lock() {
         traces.clear();
     }
     let before = ALLOCS.load(Ordering::SeqCst);
     TRACING.store(true, Ordering::SeqCst);
-    for case in cases.iter().cycle().take(measured) {
-        client.exchange(case);
+    for _ in 0..measured {
+        step();
     }
     TRACING.store(false, Ordering::SeqCst);
     let allocations = ALLOCS.load(Ordering::SeqCst) - before;
@@ -311,7 +358,16 @@ impl Client {
     /// backend chose, the body byte for byte, and nothing after the last one. A large request
     /// body cannot fill every buffer on the way: the backend reads it all before answering.
     fn exchange(&mut self, case: &Case) {
+        self.send(case);
+        self.receive(case);
+    }
+
+    fn send(&mut self, case: &Case) {
         self.conn.write_all(&case.request).expect("send a request");
+    }
+
+    /// Reads and checks the answers to a case sent before.
+    fn receive(&mut self, case: &Case) {
         for _ in 0..case.responses {
             let head_len = read_head(&mut self.conn, &mut self.buf).expect("a response head");
             let head = String::from_utf8_lossy(&self.buf[..head_len]).to_ascii_lowercase();
@@ -373,6 +429,9 @@ fn serve_backend(mut conn: TcpStream) {
             return;
         }
         buf.drain(..end);
+        if !buf.is_empty() {
+            PILED.fetch_add(1, Ordering::SeqCst);
+        }
     }
 }
 
