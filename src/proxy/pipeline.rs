@@ -129,7 +129,13 @@ impl Proxy {
             _ => 0,
         };
         if written < lens[0] {
-            // Not even the first head went whole: no one can follow it.
+            // Not even the first head went whole: no one can follow it, and the first sends
+            // the rest of its own head.
+            if let Some(Conn::Client(s)) = self.conns.get_mut(members[0]) {
+                if let Phase::Exchange(ex) = &mut s.phase {
+                    ex.head_sent = written;
+                }
+            }
             for &key in &members[..m] {
                 self.send_alone(key);
             }
