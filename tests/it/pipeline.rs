@@ -53,18 +53,30 @@ fn path_echo() -> Backend {
     Backend::start(|req| Reply::Bytes(ok_response(req.path())))
 }
 
+/// Each client sends `GET {prefix}{i}` while the proxy is stopped, so they arrive in one
+/// batch.
+fn send_together(p: &Proc, clients: &mut [Client], prefix: &str) {
+    while_stopped(p, || {
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.send(&get(&format!("{prefix}{i}")));
+        }
+    });
+}
+
+/// [`send_together`], then checks that every client got 200 with its own path as the body.
+fn round_together(p: &Proc, clients: &mut [Client], prefix: &str) {
+    send_together(p, clients, prefix);
+    for (i, c) in clients.iter_mut().enumerate() {
+        let r = c.read_response();
+        assert_eq!((r.status, r.text()), (200, format!("{prefix}{i}")));
+    }
+}
+
 /// `n` keep-alive clients; one request each, all at once, so that the proxy ends up with a
 /// pooled backend connection per client (pipelines form only on pooled connections).
 fn warm_clients(p: &Proc, n: usize) -> Vec<Client> {
     let mut clients: Vec<Client> = (0..n).map(|_| p.client()).collect();
-    while_stopped(p, || {
-        for (i, c) in clients.iter_mut().enumerate() {
-            c.send(&get(&format!("/warm{i}")));
-        }
-    });
-    for (i, c) in clients.iter_mut().enumerate() {
-        assert_eq!(c.read_response().text(), format!("/warm{i}"));
-    }
+    round_together(p, &mut clients, "/warm");
     clients
 }
 
@@ -88,14 +100,7 @@ fn batch_of_four_gets_and_two_posts(depth: &str) -> (Vec<usize>, Vec<usize>) {
     let p = proxy(&[b.addr], &["--pipeline", depth]);
     let mut clients = warm_clients(&p, 6);
     // Until one answer has come back behind another, the proxy pipelines two at most.
-    while_stopped(&p, || {
-        for (i, c) in clients[..2].iter_mut().enumerate() {
-            c.send(&get(&format!("/teach{i}")));
-        }
-    });
-    for (i, c) in clients[..2].iter_mut().enumerate() {
-        assert_eq!(c.read_response().text(), format!("/teach{i}"));
-    }
+    round_together(&p, &mut clients[..2], "/teach");
     let gets: Vec<String> = (0..4).map(|i| format!("/get{i}")).collect();
     let posts: Vec<String> = (0..2).map(|i| format!("/post{i}")).collect();
     while_stopped(&p, || {
@@ -155,15 +160,7 @@ fn a_backend_sending_more_than_its_length_spoils_no_answer_behind_it() {
     });
     let p = proxy(&[b.addr], &["--pipeline", "8"]);
     let mut clients = warm_clients(&p, 6);
-    while_stopped(&p, || {
-        for (i, c) in clients.iter_mut().enumerate() {
-            c.send(&get(&format!("/lie{i}")));
-        }
-    });
-    for (i, c) in clients.iter_mut().enumerate() {
-        let r = c.read_response();
-        assert_eq!((r.status, r.text()), (200, format!("/lie{i}")));
-    }
+    round_together(&p, &mut clients, "/lie");
     // And the proxy carries on normally afterwards.
     for (i, c) in clients.iter_mut().enumerate() {
         assert_eq!(
@@ -197,11 +194,7 @@ fn requests_behind_an_answer_too_big_to_wait_for_are_sent_again_and_arrive_whole
     );
     let mut clients = warm_clients(&p, 5);
     let started = Instant::now();
-    while_stopped(&p, || {
-        for (i, c) in clients.iter_mut().enumerate() {
-            c.send(&get(&format!("/big{i}")));
-        }
-    });
+    send_together(&p, &mut clients, "/big");
     for (i, c) in clients.iter_mut().enumerate() {
         let r = c.read_response();
         let path = format!("/big{i}");
@@ -240,11 +233,7 @@ fn a_request_stuck_behind_a_silent_backend_leaves_after_the_backend_timeout() {
     });
     let p = proxy(&[b.addr], &["--pipeline", "8", "--backend-timeout", "1s"]);
     let mut clients = warm_clients(&p, 4);
-    while_stopped(&p, || {
-        for (i, c) in clients.iter_mut().enumerate() {
-            c.send(&get(&format!("/r{i}")));
-        }
-    });
+    send_together(&p, &mut clients, "/r");
     let mut statuses = Vec::new();
     for (i, c) in clients.iter_mut().enumerate() {
         let r = c.read_response();
@@ -337,15 +326,7 @@ fn a_backend_that_cannot_read_pipelines_costs_one_wait_then_gets_none() {
     let mut clients = warm_clients(&p, 4);
     for round in 0..2 {
         let piled_before = b.piled.load(Ordering::SeqCst);
-        while_stopped(&p, || {
-            for (i, c) in clients.iter_mut().enumerate() {
-                c.send(&get(&format!("/round{round}/{i}")));
-            }
-        });
-        for (i, c) in clients.iter_mut().enumerate() {
-            let r = c.read_response();
-            assert_eq!((r.status, r.text()), (200, format!("/round{round}/{i}")));
-        }
+        round_together(&p, &mut clients, &format!("/round{round}/"));
         let piled = b.piled.load(Ordering::SeqCst) - piled_before;
         if round == 0 {
             // The first batch found out, at the price of one backend timeout.
