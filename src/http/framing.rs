@@ -97,8 +97,72 @@ pub struct Fields {
     pub upgrade: bool,
     /// How many `Host` fields there are (requests must have exactly one in HTTP/1.1).
     pub hosts: u32,
+    /// A `Host` value that is not `uri-host [":" port]`.
+    pub bad_host: bool,
     /// `Expect: 100-continue`.
     pub expect_continue: bool,
+}
+
+/// Whether a `Host` value is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2), or
+/// empty (allowed when the target has no authority). RFC 9112 §3.2 asks for 400 otherwise:
+/// a `Host` with userinfo, a path or spaces in it names no server the proxy could vouch for.
+pub fn valid_host(v: &[u8]) -> bool {
+    let (host, rest) = if v.first() == Some(&b'[') {
+        // IP-literal: IPv6 or IPvFuture between brackets.
+        let Some(end) = v.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let inner = &v[1..end];
+        let ok = !inner.is_empty()
+            && inner
+                .iter()
+                .all(|&b| b == b':' || is_unreserved(b) || is_sub_delim(b));
+        if !ok {
+            return false;
+        }
+        (&[][..], &v[end + 1..])
+    } else {
+        let end = v.iter().position(|&b| b == b':').unwrap_or(v.len());
+        (&v[..end], &v[end..])
+    };
+    let port_ok = match rest.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    port_ok && reg_name(host)
+}
+
+/// `*( unreserved / pct-encoded / sub-delims )` (RFC 3986 §3.2.2).
+fn reg_name(s: &[u8]) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        if b == b'%' {
+            let hex = s.get(i + 1..i + 3);
+            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        if !(is_unreserved(b) || is_sub_delim(b)) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn is_sub_delim(b: u8) -> bool {
+    matches!(
+        b,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
 }
 
 /// Reads every field once and gathers what framing needs. Errors are the rules that hold for
@@ -110,7 +174,10 @@ pub fn scan_fields(headers: &[httparse::Header<'_>]) -> Result<Fields, FramingEr
     for h in headers {
         let name = h.name.as_bytes();
         match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => f.hosts = f.hosts.saturating_add(1),
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                f.hosts = f.hosts.saturating_add(1);
+                f.bad_host |= !valid_host(h.value);
+            }
             6 if name.eq_ignore_ascii_case(b"expect")
                 && h.value.eq_ignore_ascii_case(b"100-continue") =>
             {
@@ -408,6 +475,33 @@ impl BodyDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_values() {
+        let good: &[&[u8]] = &[
+            b"",
+            b"a",
+            b"example.com",
+            b"example.com:8080",
+            b"a:",
+            b"127.0.0.1:80",
+            b"[::1]",
+            b"[::1]:8080",
+            b"[v1.x]",
+            b"ex%41mple.com",
+            b"a!$&'()*+,;=b",
+        ];
+        for v in good {
+            assert!(valid_host(v), "{:?}", String::from_utf8_lossy(v));
+        }
+        let bad: &[&[u8]] = &[
+            b"u@a", b"a b", b"a/b", b"a?b", b"a#b", b"a:8x", b"a:1:2", b"a%4", b"a%zz", b"[::1",
+            b"[]", b"[::1]x", b"[::1]:x", b"a\"b",
+        ];
+        for v in bad {
+            assert!(!valid_host(v), "{:?}", String::from_utf8_lossy(v));
+        }
+    }
 
     fn fields(lines: &[(&str, &str)]) -> Result<Fields, FramingError> {
         let headers: Vec<httparse::Header<'_>> = lines

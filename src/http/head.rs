@@ -130,7 +130,7 @@ pub enum HeadError {
     Version,
     /// A request target in none of the forms its method allows (400).
     BadTarget,
-    /// HTTP/1.1 without Host, or with more than one (RFC 9112 §3.2: 400).
+    /// HTTP/1.1 without Host, more than one, or an invalid one (RFC 9112 §3.2: 400).
     BadHost,
     /// The body's length cannot be told for sure (400, or 501 for an unknown coding).
     Framing(FramingError),
@@ -158,7 +158,7 @@ impl HeadError {
             HeadError::Syntax(s) => s,
             HeadError::Version => "unsupported HTTP version",
             HeadError::BadTarget => "invalid request target",
-            HeadError::BadHost => "missing or repeated Host",
+            HeadError::BadHost => "missing, repeated or invalid Host",
             HeadError::Framing(f) => f.as_str(),
         }
     }
@@ -331,8 +331,8 @@ pub fn parse_request<'h, 'b>(
     let method = Method::from_token(method_str);
     check_target(method, target)?;
     let fields = framing::scan_fields(headers)?;
-    // RFC 9112 §3.2: exactly one Host in HTTP/1.1; at most one in HTTP/1.0.
-    if fields.hosts > 1 || (version == Version::Http11 && fields.hosts == 0) {
+    // RFC 9112 §3.2: exactly one Host in HTTP/1.1; at most one in HTTP/1.0; a valid one.
+    if fields.hosts > 1 || (version == Version::Http11 && fields.hosts == 0) || fields.bad_host {
         return Err(HeadError::BadHost);
     }
     let body = framing::request_body(version, &fields)?;
@@ -513,6 +513,12 @@ mod tests {
             // Host.
             (b"GET / HTTP/1.1\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a%4\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400),
             // Framing (the full table is in framing.rs).
             (
                 b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",

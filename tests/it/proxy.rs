@@ -295,6 +295,8 @@ fn ambiguous_framing_is_refused_and_never_forwarded() {
         b"POST / HTTP/1.1\r\nHost: t\r\nX: a\rTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: t\r\nX: a\x00b\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: evil@t\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: t/x\r\n\r\n",
     ];
     for req in cases {
         let mut s = p.client();
