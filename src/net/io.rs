@@ -18,28 +18,12 @@ pub enum Io {
 
 /// Reads once into `buf`, retrying `Interrupted`. `buf` must not be empty.
 pub fn read(r: &mut impl Read, buf: &mut [u8]) -> Io {
-    loop {
-        return match r.read(buf) {
-            Ok(0) => Io::Closed,
-            Ok(n) => Io::Progress(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Io::WouldBlock,
-            Err(e) => Io::Failed(e),
-        };
-    }
+    once(|| r.read(buf))
 }
 
 /// Writes once from `buf`, retrying `Interrupted`. `buf` must not be empty.
 pub fn write(w: &mut impl Write, buf: &[u8]) -> Io {
-    loop {
-        return match w.write(buf) {
-            Ok(0) => Io::Closed,
-            Ok(n) => Io::Progress(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Io::WouldBlock,
-            Err(e) => Io::Failed(e),
-        };
-    }
+    once(|| w.write(buf))
 }
 
 /// Writes `first` then `second` in one system call (`writev`), retrying `Interrupted`: a
@@ -57,8 +41,13 @@ pub fn write_pair(w: &mut impl Write, first: &[u8], second: &[u8]) -> Io {
 /// Writes the slices in order in one system call (`writev`), retrying `Interrupted`: several
 /// request heads bound for one backend connection leave together. Not all may be empty.
 pub fn write_vectored(w: &mut impl Write, bufs: &[IoSlice<'_>]) -> Io {
+    once(|| w.write_vectored(bufs))
+}
+
+/// Runs one read or write, again after `Interrupted`, and sorts its outcome.
+fn once(mut op: impl FnMut() -> io::Result<usize>) -> Io {
     loop {
-        return match w.write_vectored(bufs) {
+        return match op() {
             Ok(0) => Io::Closed,
             Ok(n) => Io::Progress(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
