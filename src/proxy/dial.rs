@@ -280,7 +280,7 @@ impl Proxy {
         if ex.requeue {
             return true; // a pipeline gave it back: it is about to be sent again
         }
-        if self.leave_queue(key, ex) {
+        if self.leave_queue(ex) {
             log::debug!(
                 "{}: waited too long behind another request: sent again",
                 s.peer
@@ -296,9 +296,8 @@ impl Proxy {
         if !waiting_head {
             return false; // stalled mid-body: only closing tells the client
         }
-        let handed = ex.handed && ex.up.is_some();
-        let backend = ex.up.as_ref().map_or(0, |u| u.backend);
-        if handed && self.pipelining_failed(backend) {
+        let handed_on = ex.up.as_ref().filter(|_| ex.handed).map(|u| u.backend);
+        if handed_on.is_some_and(|b| self.pipelining_failed(b)) {
             return self.fail(key, s, now, Failure::BeforeResponse) != Step::Close;
         }
         let canned = if ex.body.is_done() {

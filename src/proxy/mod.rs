@@ -142,12 +142,12 @@ pub struct Proxy {
     /// Requests whose send to a pooled backend connection waits for the end of this batch of
     /// events, with their backend (see `pipeline`).
     held: Vec<(usize, usize)>,
-    /// The time, read once after each poll and after the timers: what sessions go by.
-    now: Instant,
     /// The other half of `held`, swapped in while those are sent.
     held_spare: Vec<(usize, usize)>,
     /// Per backend: does it answer pipelined requests?
     pipelining: Vec<pipeline::Pipelining>,
+    /// The time, read once after each poll and after the timers: what sessions go by.
+    now: Instant,
     /// Small buffers a client's request heads are read into (most heads are short, and a
     /// slow client holding one costs little).
     heads: BufferPool,

@@ -26,7 +26,7 @@ use std::net::Shutdown;
 use super::dial::bit;
 use super::exchange::Exchange;
 use super::session::Phase;
-use super::upstream::{Followers, Link, Upstream, MAX_PIPELINE};
+use super::upstream::{Link, Upstream, MAX_PIPELINE};
 use super::{Conn, Proxy};
 use crate::http::head::Method;
 use crate::net::io::{self, Io};
@@ -287,30 +287,18 @@ impl Proxy {
     /// Sends every follower of `up` again elsewhere; the connection may still carry their
     /// answers, so it is marked never to be reused.
     pub(super) fn bounce(&mut self, up: &mut Upstream) {
-        if self.bounce_followers(&mut up.followers, up.key, up.backend) {
-            up.dirty = true;
+        if up.followers.is_empty() {
+            return;
         }
-    }
-
-    /// [`Proxy::bounce`] by parts, for a caller still reading the connection's buffer. True
-    /// when there were followers (the caller marks the connection dirty then).
-    pub(super) fn bounce_followers(
-        &mut self,
-        followers: &mut Followers,
-        up_key: usize,
-        backend: usize,
-    ) -> bool {
-        if followers.is_empty() {
-            return false;
-        }
-        while let Some(key) = followers.pop() {
+        up.dirty = true;
+        while let Some(key) = up.followers.pop() {
             let Some(Conn::Client(s)) = self.conns.get_mut(key) else {
                 continue;
             };
             let Phase::Exchange(ex) = &mut s.phase else {
                 continue;
             };
-            if ex.queued != Some(up_key) {
+            if ex.queued != Some(up.key) {
                 continue;
             }
             ex.queued = None;
@@ -319,12 +307,11 @@ impl Proxy {
             // A fresh wait, however long it waited here.
             s.deadline = self.now + self.cfg.backend_timeout;
             // It never had its turn: this backend is not a failed try.
-            ex.tried &= !bit(backend);
+            ex.tried &= !bit(up.backend);
             ex.attempts = ex.attempts.saturating_sub(1);
             self.again.push(key);
-            self.metrics.record_retry(backend);
+            self.metrics.record_retry(up.backend);
         }
-        true
     }
 
     /// A request handed on behind another got its answer: the backend reads pipelines.
@@ -357,7 +344,7 @@ impl Proxy {
 
     /// A follower's deadline passed before its turn: it leaves the queue (the connection it
     /// waited on is spoiled) and is sent again. False when it was not waiting in one.
-    pub(super) fn leave_queue(&mut self, key: usize, ex: &mut Exchange) -> bool {
+    pub(super) fn leave_queue(&mut self, ex: &mut Exchange) -> bool {
         let Some(up_key) = ex.queued.take() else {
             return false;
         };
@@ -372,7 +359,6 @@ impl Proxy {
         }
         ex.requeue = true;
         ex.head_sent = 0;
-        self.again.push(key);
         true
     }
 }

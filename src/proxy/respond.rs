@@ -60,9 +60,6 @@ impl Proxy {
                 .request(backend, outcome, Some(latency), now, jitter);
             self.note(t);
         }
-        if status < 200 && self.bounce_followers(&mut up.followers, up.key, up.backend) {
-            up.dirty = true; // requests do not wait behind interim answers
-        }
         let name = self.cfg.backends[up.backend].name.as_str();
         let mut edits = rewrite::ResponseEdits {
             backend: self.cfg.backend_header.then_some(name),
@@ -72,7 +69,9 @@ impl Proxy {
             switching: false,
         };
         let head_len = resp.head_len;
-        let mut spoil = false;
+        // Requests queued behind this answer wait only for a final one that is whole here and
+        // leaves the connection usable; anything else could keep them for long.
+        let mut spoil = true;
         let next = match status {
             101 if ex.meta.upgrade => {
                 edits.switching = true;
@@ -86,6 +85,7 @@ impl Proxy {
                     rewrite::response_head(s.out.vec(), &resp, edits);
                 }
                 up.inbuf.consume(head_len);
+                self.bounce(up);
                 return Step::Progress;
             }
             _ => {
@@ -94,8 +94,6 @@ impl Proxy {
                     Err(e) => return self.broken_head(key, s, now, e.as_str()),
                 };
                 let reuse = resp.keep_alive() && kind != BodyKind::UntilClose;
-                // Followers wait only behind an answer that is all here and leaves the
-                // connection usable: anything else could keep them for long.
                 let whole = match kind {
                     BodyKind::Empty => true,
                     BodyKind::Length(n) => n <= (up.inbuf.len() - head_len) as u64,
@@ -119,8 +117,8 @@ impl Proxy {
             }
         };
         up.inbuf.consume(head_len);
-        if spoil && self.bounce_followers(&mut up.followers, up.key, up.backend) {
-            up.dirty = true;
+        if spoil {
+            self.bounce(up);
         }
         // The response has begun: the request will not be sent again.
         s.inbuf.consume(ex.body_sent);
