@@ -45,6 +45,8 @@
 # the rr-proxy and rr-echo binaries in that directory and skips `cargo build --release`;
 # BENCH_PORT_BASE (default 18080) moves every port the benchmark uses.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -235,12 +237,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# alive PID: true if PID exists and is not a zombie.
-alive() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    [ "${stat:0:1}" != Z ]
+# haproxy_servers: the backends as HAProxy server lines, checked like the others' probes.
+haproxy_servers() {
+    local n=0 p
+    for p in "${BACKEND_PORTS[@]}"; do
+        n=$((n + 1))
+        echo "    server echo-$n 127.0.0.1:$p check inter 2s"
+    done
 }
 
 port_answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -394,11 +397,7 @@ backend rr_echo
     http-reuse always
     option httpchk GET /healthz
 EOF
-        n=0
-        for p in "${BACKEND_PORTS[@]}"; do
-            n=$((n + 1))
-            echo "    server echo-$n 127.0.0.1:$p check inter 2s"
-        done
+        haproxy_servers
         if [ "$name" = haproxy ]; then
             cat <<EOF
 
@@ -407,11 +406,7 @@ listen tcp_in
     bind 127.0.0.1:$PORT_HAPROXY_TCP
     balance roundrobin
 EOF
-            n=0
-            for p in "${BACKEND_PORTS[@]}"; do
-                n=$((n + 1))
-                echo "    server echo-$n 127.0.0.1:$p check inter 2s"
-            done
+            haproxy_servers
         fi
     } >"$WORK/$name.cfg"
 }

@@ -45,6 +45,8 @@
 # ports; keep it below the ephemeral port range); RR_BIN_DIR runs the binaries in that directory
 # and skips `cargo build --release`.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -141,26 +143,6 @@ FAULTS="$OUT/faults.tsv"
 
 declare -A PID=() # name -> pid of the process we started
 started=()
-
-# alive PID: true if PID exists and is not a zombie.
-alive() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    [ "${stat:0:1}" != Z ]
-}
-
-# stop_pid PID: TERM, up to 5 s to exit, then KILL; reaps it.
-stop_pid() {
-    local i
-    kill -TERM "$1" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        alive "$1" || break
-        sleep 0.1
-    done
-    kill -KILL "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-}
 
 # shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {

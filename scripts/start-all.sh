@@ -12,6 +12,8 @@
 #   READY_SECS  how long to wait for each process to become ready (default 10)
 #   RR_BIN_DIR  run the rr-echo and rr-proxy binaries in this directory; skips the build
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -34,16 +36,6 @@ if [ "${#echo_ports[@]}" -eq 0 ]; then
 fi
 
 mkdir -p "$RUN_DIR"
-
-# alive PID: true if PID exists and is not a zombie. A child of this script that died stays a
-# zombie until reaped, and kill -0 still succeeds on it.
-alive() {
-    local stat
-    kill -0 "$1" 2>/dev/null || return 1
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0 # no procfs: kill -0 is all we know
-    stat=${stat##*) }
-    [ "${stat:0:1}" != Z ]
-}
 
 # Refuse to start a second stack over a running one: its pid files would be overwritten and
 # stop-all could no longer find it.

@@ -5,20 +5,13 @@
 # removes the pid files. A pid whose process is gone, or now belongs to some other program (the
 # pid was reused), is not signalled; its file is just removed. Safe to run any number of times.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 STOP_SECS="${STOP_SECS:-5}"
 RUN_DIR=run
-
-# alive PID: true if PID exists and is not a zombie waiting for its parent to reap it.
-alive() {
-    local stat
-    kill -0 "$1" 2>/dev/null || return 1
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0 # no procfs: kill -0 is all we know
-    stat=${stat##*) }
-    [ "${stat:0:1}" != Z ]
-}
 
 # ours PID: true if PID is alive and its command line names one of our binaries (a pid reused
 # by an unrelated program is left alone).
