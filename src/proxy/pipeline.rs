@@ -6,7 +6,7 @@
 //! the backend answers in order (RFC 9112 §9.3.2). The first request of the batch owns the
 //! connection; the others wait in its `followers` and the connection passes to the next one as
 //! each answer ends. One write and one read then carry several requests, and the backend is
-//! woken once for them, which is most of what a request costs a proxy.
+//! woken once for them: that write and read were about half of a small request's CPU.
 //!
 //! What keeps a slow or misbehaving answer from hurting the requests behind it:
 //! - only a connection that already served a request is used, so the backend keeps them open;
@@ -15,7 +15,9 @@
 //!   which may still carry their answers, is never reused;
 //! - a follower whose turn does not come within the backend timeout leaves the queue and is
 //!   sent again, as is every follower when the connection fails;
-//! - a follower's own answer that turns out broken is retried alone on a fresh connection.
+//! - a follower's own answer that turns out broken is retried alone on a fresh connection;
+//! - a backend gets pipelines of two until it has answered a request handed on behind
+//!   another, and none after it left one unanswered (`Pipelining`).
 //!
 //! Sending a GET or HEAD again is safe (RFC 9110 §9.2.2), and nothing of its answer had
 //! reached the client. A request waits in a pipeline at most twice, then it goes alone.
