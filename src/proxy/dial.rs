@@ -66,7 +66,10 @@ impl Proxy {
                     ex.started = now;
                     ex.tried |= bit(b);
                     ex.attempts += 1;
-                    if let Some(up) = self.take_pooled(b, key) {
+                    // A request that must not be sent twice goes only on a connection the
+                    // kernel says is still open: see `fail`.
+                    let check = !ex.meta.method.is_idempotent();
+                    if let Some(up) = self.take_pooled(b, key, check) {
                         self.inflight[b] += 1;
                         self.end_head(&mut s.reqhead, &ex.meta, b);
                         if self.cfg.pipeline > 1 && pipeline::pipelinable(ex) {
@@ -103,17 +106,26 @@ impl Proxy {
         rewrite::end_head(reqhead, meta.head_base, host);
     }
 
-    fn take_pooled(&mut self, backend: usize, owner: usize) -> Option<Upstream> {
-        let key = self.pools[backend].take()?;
-        match std::mem::replace(self.conns.get_mut(key)?, Conn::Attached { owner }) {
-            Conn::Pooled(mut up) => {
-                up.inbuf = self.bufs.take();
-                Some(up)
+    /// The backend's most recently parked connection, now owned by the session at `owner`.
+    /// With `check_open`, connections the backend has closed since the loop last looked are
+    /// closed here and the next one is tried.
+    fn take_pooled(&mut self, backend: usize, owner: usize, check_open: bool) -> Option<Upstream> {
+        loop {
+            let key = self.pools[backend].take()?;
+            let up = match std::mem::replace(self.conns.get_mut(key)?, Conn::Attached { owner }) {
+                Conn::Pooled(up) => up,
+                other => {
+                    self.conns[key] = other;
+                    return None;
+                }
+            };
+            if check_open && !upstream::still_open(&up.sock) {
+                self.conns.try_remove(key);
+                continue;
             }
-            other => {
-                self.conns[key] = other;
-                None
-            }
+            let mut up = up;
+            up.inbuf = self.bufs.take();
+            return Some(up);
         }
     }
 
@@ -145,6 +157,7 @@ impl Proxy {
             writable: false,
             hup: false,
             eof: false,
+            reset: false,
             write_shut: false,
             inbuf: self.bufs.take(),
             followers: Followers::default(),
@@ -212,6 +225,13 @@ impl Proxy {
         };
         let backend = up.backend;
         let reused = up.reused;
+        // Whether the backend's application can have read the request. A reset says its
+        // socket was closed when the request arrived, or closed with the request unread (the
+        // kernel may keep that error behind an end of stream read first); a clean close after
+        // the request was written may follow a request it acted on.
+        let unread = ex.head_sent == 0
+            || up.reset
+            || matches!(up.sock.take_error(), Ok(Some(e)) if upstream::is_reset(&e));
         self.release(up, false);
         if why == Failure::Connect {
             self.metrics.record_connect_failure(backend);
@@ -240,8 +260,12 @@ impl Proxy {
             self.metrics.record_retry(backend);
             return self.attach(key, s, now, None);
         }
-        if resend && reused && !ex.stale_retried {
-            // The classic stale keep-alive: the backend closed it while it sat in the pool.
+        // The classic stale keep-alive: the backend closed it while it sat in the pool. A
+        // request that is not idempotent goes again only if the backend cannot have read it
+        // (RFC 9112 §9.3.1: a proxy MUST NOT retry those automatically otherwise); `attach`
+        // checked its pooled connection was still open, which leaves only a close racing it.
+        let may_resend = ex.meta.method.is_idempotent() || unread;
+        if resend && reused && may_resend && !ex.stale_retried {
             ex.stale_retried = true;
             self.metrics.record_retry(backend);
             return self.attach(key, s, now, Some(backend));

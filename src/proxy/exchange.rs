@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::dial::Failure;
 use super::session::{Phase, Session, Step};
-use super::upstream::{Link, Upstream};
+use super::upstream::{self, Link, Upstream};
 use super::Proxy;
 use crate::http::framing::{BodyDecoder, BodyKind};
 use crate::http::head::{Method, Request, Version};
@@ -263,6 +263,10 @@ fn send_request(s: &mut Session) -> Result<Step, ()> {
                 step = Step::Progress;
             }
             Io::WouldBlock => up.writable = false,
+            Io::Failed(e) if upstream::is_reset(&e) => {
+                up.reset = true;
+                return Err(());
+            }
             Io::Closed | Io::Failed(_) => return Err(()),
         }
     }
@@ -306,8 +310,13 @@ fn read_backend(s: &mut Session) -> Step {
             Step::Idle
         }
         // A reset reads as the end: before a response it is retried, mid-body it truncates.
-        Io::Closed | Io::Failed(_) => {
+        Io::Closed => {
             up.eof = true;
+            Step::Progress
+        }
+        Io::Failed(e) => {
+            up.eof = true;
+            up.reset = upstream::is_reset(&e);
             Step::Progress
         }
     }

@@ -39,6 +39,9 @@ pub struct Upstream {
     pub hup: bool,
     /// The backend closed its side.
     pub eof: bool,
+    /// The backend's kernel refused our bytes (a reset, or a write into a closed socket): its
+    /// application cannot have read all of what was sent.
+    pub reset: bool,
     /// The proxy shut this connection's sending side (a tunnel passing a half-close on).
     pub write_shut: bool,
     /// Bytes read from the backend: a response head, then body bytes waiting for the client.
@@ -119,6 +122,27 @@ pub fn finish_connect(sock: &TcpStream) -> io::Result<bool> {
 /// EINPROGRESS on Linux; named so the check above reads as the documentation says.
 fn libc_einprogress() -> i32 {
     115
+}
+
+/// Whether an idle pooled connection is still open and quiet, asked of the kernel without
+/// waiting: a backend that closed it since the loop last looked has queued an end of stream,
+/// and bytes nobody asked for make it unusable too.
+pub fn still_open(sock: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    match sock.peek(&mut byte) {
+        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+        Ok(_) => false,
+    }
+}
+
+/// Whether a failed read or write says the peer's kernel reset the connection.
+pub fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+    )
 }
 
 /// The idle connections of one backend, most recently used last, so the freshest is reused

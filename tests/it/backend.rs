@@ -42,8 +42,11 @@ impl Seen {
 pub enum Reply {
     /// Write these bytes and keep the connection.
     Bytes(Vec<u8>),
-    /// Write these bytes, then close.
+    /// Write these bytes, then shut the connection down both ways and close it.
     BytesThenClose(Vec<u8>),
+    /// Write these bytes, then just close (what most servers do when they keep nothing
+    /// alive): a request that arrives after it, or that it never read, gets a reset.
+    BytesThenDrop(Vec<u8>),
     /// Say nothing and keep the connection open until the test ends.
     Silence,
     /// Wait this long, write these bytes, then say nothing more (a backend that stalls).
@@ -171,6 +174,10 @@ fn serve(
             Reply::BytesThenClose(b) => {
                 let _ = conn.write_all(&b);
                 let _ = conn.shutdown(Shutdown::Both);
+                return;
+            }
+            Reply::BytesThenDrop(b) => {
+                let _ = conn.write_all(&b);
                 return;
             }
             Reply::LateThenSilence(wait, b) => {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use rr_proxy::http::head::Method;
 
-use crate::backend::{ok_response, Backend, Reply};
+use crate::backend::{ok_response, Backend, Reply, Seen};
 use crate::util::{self, Client, Proc, Response};
 
 /// rr-proxy on a free port in front of `backends`, with `extra` flags. Active health checks
@@ -388,6 +388,67 @@ fn backends_closing_after_each_answer_cause_no_502() {
         s.send(GET);
         assert_eq!(s.read_response_to(Method::Get).status, 200);
     }
+}
+
+#[test]
+fn posts_to_backends_closing_after_each_answer_cause_no_502_and_no_repeat() {
+    // As above, for requests that may not be sent twice: the backend just closes after each
+    // answer, so a POST on its pooled connection either finds it closed before sending, or
+    // meets a reset that proves the backend never read it; either way it goes again, once.
+    let b = Backend::start(|_| Reply::BytesThenDrop(ok_response("x")));
+    let p = proxy(&[b.addr], &[]);
+    let mut s = p.client();
+    for i in 0..50 {
+        let r = s.request(&util::post(&format!("/p{i}"), b"{}"));
+        assert_eq!(r.status, 200, "POST {i}");
+    }
+    let seen = b.seen();
+    for i in 0..50 {
+        let path = format!("/p{i}");
+        let n = seen.iter().filter(|r| r.path() == path).count();
+        assert_eq!(n, 1, "{path} reached the backend once");
+    }
+}
+
+#[test]
+fn a_post_the_backend_read_then_dropped_is_not_sent_again() {
+    // The backend reads the second request on a connection whole, then closes without a
+    // word. It may have acted on it: a POST is answered 502 rather than sent twice
+    // (RFC 9112 §9.3.1), on a pooled connection as on a fresh one. A GET is retried.
+    let dropped = std::sync::Mutex::new(std::collections::HashSet::new());
+    let b = Backend::start(move |r| {
+        let first = dropped
+            .lock()
+            .is_ok_and(|mut d| d.insert(r.path().to_string()));
+        if r.path().starts_with("/drop") && first {
+            Reply::BytesThenClose(Vec::new())
+        } else {
+            Reply::Bytes(ok_response("x"))
+        }
+    });
+    let p = proxy(&[b.addr], &[]);
+    let mut c = p.client();
+    assert_eq!(c.request(&util::post("/first", b"{}")).status, 200);
+    let r = c.request(&util::post("/drop-post", b"{}"));
+    assert_eq!(r.status, 502);
+    let seen = b.seen();
+    let drops: Vec<&Seen> = seen.iter().filter(|r| r.path() == "/drop-post").collect();
+    assert_eq!(
+        drops.len(),
+        1,
+        "the POST reached the backend once: {seen:?}"
+    );
+    assert_eq!(drops[0].conn, seen[0].conn, "on the pooled connection");
+
+    let mut c = p.client();
+    assert_eq!(c.request(&util::post("/first", b"{}")).status, 200);
+    assert_eq!(
+        c.request(b"GET /drop-get HTTP/1.1\r\nHost: t\r\n\r\n")
+            .status,
+        200
+    );
+    let gets = b.seen().iter().filter(|r| r.path() == "/drop-get").count();
+    assert_eq!(gets, 2, "the GET was sent again on a fresh connection");
 }
 
 #[test]
