@@ -111,6 +111,8 @@ pub struct Exchange {
     pub follows: u8,
     /// Its connection was handed on from the request before it in a pipeline.
     pub handed: bool,
+    /// Interim (1xx) answers passed on so far: bounded, see `respond`.
+    pub interim: u8,
 }
 
 impl Exchange {
@@ -150,6 +152,7 @@ impl Exchange {
             requeue: false,
             follows: 0,
             handed: false,
+            interim: 0,
         }
     }
 }

@@ -13,6 +13,11 @@ use crate::http::framing::{BodyDecoder, BodyKind};
 use crate::http::head::{self, Parse, Version, EMPTY_HEADERS};
 use crate::http::response::Canned;
 
+/// Interim (1xx) answers passed on for one request before the backend is deemed broken (502).
+/// Real backends send one or two (`100 Continue`, `103 Early Hints`); each may restart the
+/// backend deadline, so the bound is what keeps the wait for a final answer finite.
+const MAX_INTERIM: u8 = 16;
+
 impl Proxy {
     /// Reads and passes on the response head (and any 1xx before it).
     pub(super) fn response_head(&mut self, key: usize, s: &mut Session, now: Instant) -> Step {
@@ -27,6 +32,9 @@ impl Proxy {
                 return self.fail(key, s, now, Failure::BeforeResponse);
             }
             return Step::Idle;
+        }
+        if s.out.len() >= self.cfg.buffer_size {
+            return Step::Idle; // interim answers the client has not taken yet: let it catch up
         }
         // A head that fills the buffer without ending gets a head-sized one, once.
         let unfinished = up.inbuf.is_full() && head::find_head_end(up.inbuf.data(), 0).is_none();
@@ -80,6 +88,12 @@ impl Proxy {
             }
             101 => return bad_gateway(s, "101 without an upgrade request"),
             100..=199 => {
+                // Each one restarts the backend's deadline and is queued for the client:
+                // without a bound, a backend could hold the request and fill memory forever.
+                ex.interim += 1;
+                if ex.interim > MAX_INTERIM {
+                    return bad_gateway(s, "too many interim (1xx) responses");
+                }
                 let duplicate = status == 100 && ex.continue_sent;
                 if ex.meta.version == Version::Http11 && !duplicate {
                     rewrite::response_head(s.out.vec(), &resp, edits);

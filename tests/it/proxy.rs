@@ -552,3 +552,36 @@ fn heads_larger_than_a_buffer_pass_both_ways() {
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[1].header("x-big-29").map(|v| v.len()), Some(1000));
 }
+
+#[test]
+fn interim_answers_are_passed_on_and_bounded() {
+    // Two 1xx then the answer: the client sees all three. A backend that sends 1xx without
+    // end never gives a final answer: after 16 the proxy answers 502 itself.
+    let hints = |n: usize| {
+        let mut r = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n".repeat(n);
+        r.extend_from_slice(&ok_response("done"));
+        r
+    };
+    let b = Backend::start(move |r| match r.path() {
+        "/few" => Reply::Bytes(hints(2)),
+        _ => Reply::Bytes(hints(17)),
+    });
+    let p = proxy(&[b.addr], &[]);
+    let mut c = p.client();
+    c.send(b"GET /few HTTP/1.1\r\nHost: t\r\n\r\n");
+    for _ in 0..2 {
+        let r = c.read_response_to(Method::Get);
+        assert_eq!(
+            (r.status, r.header("link")),
+            (103, Some("</a.css>; rel=preload"))
+        );
+    }
+    let r = c.read_response_to(Method::Get);
+    assert_eq!((r.status, r.text()), (200, "done".to_string()));
+
+    c.send(b"GET /many HTTP/1.1\r\nHost: t\r\n\r\n");
+    for _ in 0..16 {
+        assert_eq!(c.read_response_to(Method::Get).status, 103);
+    }
+    assert_eq!(c.read_response_to(Method::Get).status, 502);
+}
