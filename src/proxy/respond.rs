@@ -49,6 +49,10 @@ impl Proxy {
             Err(e) => return self.broken_head(key, s, now, e.as_str()),
         };
         let status = resp.status;
+        if !(100..=599).contains(&status) {
+            // RFC 9110 §15: codes outside 100-599 are invalid; a client cannot act on them.
+            return self.broken_head(key, s, now, "status code out of range");
+        }
         if status == 101 || status >= 200 {
             if ex.handed {
                 self.pipelining_works(up.backend);
@@ -81,12 +85,13 @@ impl Proxy {
         // leaves the connection usable; anything else could keep them for long.
         let mut spoil = true;
         let next = match status {
-            101 if ex.meta.upgrade => {
+            // A switch must say what it switches to (RFC 9110 §15.2.2).
+            101 if ex.meta.upgrade && resp.headers.iter().any(|h| is_upgrade(h.name)) => {
                 edits.switching = true;
                 rewrite::response_head(s.out.vec(), &resp, edits);
                 None
             }
-            101 => return bad_gateway(s, "101 without an upgrade request"),
+            101 => return bad_gateway(s, "101 without an upgrade asked and named"),
             100..=199 => {
                 // Each one restarts the backend's deadline and is queued for the client:
                 // without a bound, a backend could hold the request and fill memory forever.
@@ -238,6 +243,10 @@ impl Proxy {
         }
         bad_gateway(s, why)
     }
+}
+
+fn is_upgrade(name: &str) -> bool {
+    name.eq_ignore_ascii_case("upgrade")
 }
 
 fn bad_gateway(s: &mut Session, why: &'static str) -> Step {

@@ -150,10 +150,15 @@ pub fn response_head(out: &mut Vec<u8>, resp: &Response<'_, '_>, edits: Response
     out.push(b' ');
     out.extend_from_slice(resp.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
+    // No framing fields on answers that never have content (RFC 9112 §6.1, RFC 9110 §8.6),
+    // and no Transfer-Encoding to an HTTP/1.0 client, which cannot read it (RFC 9112 §6.1).
+    let bodiless = s < 200 || s == 204;
+    let drop_te = edits.dechunk || bodiless || edits.client_version == Version::Http10;
     for h in resp.headers {
         let name = h.name;
         if is_hop_by_hop(name, resp.headers, edits.switching)
-            || (edits.dechunk && name.eq_ignore_ascii_case("transfer-encoding"))
+            || (drop_te && name.eq_ignore_ascii_case("transfer-encoding"))
+            || (bodiless && name.eq_ignore_ascii_case("content-length"))
             || (edits.backend.is_some() && name.eq_ignore_ascii_case("x-backend-server"))
         {
             continue;
@@ -342,6 +347,57 @@ mod tests {
             got,
             "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn answers_without_content_carry_no_framing_fields() {
+        for status in ["204 No Content", "103 Early Hints", "100 Continue"] {
+            let raw = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\
+                 X-A: 1\r\n\r\n"
+            );
+            let got = rewrite_response(
+                raw.as_bytes(),
+                ResponseEdits {
+                    backend: None,
+                    ..EDITS
+                },
+            );
+            assert_eq!(got, format!("HTTP/1.1 {status}\r\nX-A: 1\r\n\r\n"));
+        }
+        // A 304 and a HEAD answer may say what the content would be: kept, for HTTP/1.1.
+        let raw = b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let kept = rewrite_response(
+            raw,
+            ResponseEdits {
+                backend: None,
+                ..EDITS
+            },
+        );
+        assert_eq!(
+            kept,
+            "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn http10_clients_never_see_transfer_encoding() {
+        let edits = ResponseEdits {
+            backend: None,
+            client_version: Version::Http10,
+            close: true,
+            ..EDITS
+        };
+        for raw in [
+            &b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+        ] {
+            let got = rewrite_response(raw, edits);
+            assert!(
+                !got.to_ascii_lowercase().contains("transfer-encoding"),
+                "{got}"
+            );
+        }
     }
 
     #[test]

@@ -176,7 +176,7 @@ fn head_204_and_304_carry_no_body() {
         let r: &[u8] = if seen.head.starts_with("HEAD") {
             b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n"
         } else if seen.head.starts_with("GET /204") {
-            b"HTTP/1.1 204 No Content\r\n\r\n"
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"
         } else {
             b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n"
         };
@@ -192,8 +192,30 @@ fn head_204_and_304_carry_no_body() {
         s.send(req.as_bytes());
         let r = s.read_response_to(m);
         assert_eq!((r.status, r.body.len()), (status, 0));
+        if status == 204 {
+            // RFC 9110 §8.6: never a Content-Length on a 204, whatever the backend said.
+            assert_eq!(r.header("content-length"), None);
+        }
     }
     assert!(!s.has_pending_bytes(), "no stray body bytes");
+}
+
+#[test]
+fn answers_a_client_cannot_act_on_get_502() {
+    let b = Backend::start(|seen| match seen.path() {
+        "/600" => Reply::Bytes(b"HTTP/1.1 600 Beyond\r\nContent-Length: 0\r\n\r\n".to_vec()),
+        // A switch that does not say to what.
+        _ => Reply::Bytes(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\r\n".to_vec(),
+        ),
+    });
+    let p = proxy(&[b.addr], &[]);
+    assert_eq!(
+        roundtrip(&p, b"GET /600 HTTP/1.1\r\nHost: t\r\n\r\n").status,
+        502
+    );
+    let up = b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n";
+    assert_eq!(roundtrip(&p, up).status, 502);
 }
 
 #[test]
