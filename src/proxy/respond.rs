@@ -121,9 +121,12 @@ impl Proxy {
                 spoil = !(reuse && whole);
                 let dechunk = kind == BodyKind::Chunked && ex.meta.version == Version::Http10;
                 edits.dechunk = dechunk;
+                // An answer before the whole request body arrived ends the connection (the
+                // rest of the body is not read): the client is told (RFC 9112 §9.6).
                 edits.close = !ex.meta.keep_alive
                     || kind == BodyKind::UntilClose
                     || dechunk
+                    || !ex.body.is_done()
                     || self.draining.is_some();
                 rewrite::response_head(s.out.vec(), &resp, edits);
                 Some(Resp::Body {

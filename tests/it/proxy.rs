@@ -607,3 +607,37 @@ fn interim_answers_are_passed_on_and_bounded() {
     }
     assert_eq!(c.read_response_to(Method::Get).status, 502);
 }
+
+#[test]
+fn an_answer_before_the_whole_request_body_says_the_connection_closes() {
+    // The backend refuses a large upload as soon as it has the head. The proxy passes the
+    // 413 on and will not read the rest of the body, so it must say it is closing.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let backend = std::thread::spawn(move || {
+        let Ok((mut conn, _)) = listener.accept() else {
+            return;
+        };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let _ = conn.write_all(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 3\r\n\r\nbig");
+        // Read on until the proxy lets go, so nothing is reset under the answer.
+        while matches!(conn.read(&mut chunk), Ok(n) if n > 0) {}
+    });
+    let p = proxy(&[addr], &[]);
+    let mut c = p.client();
+    c.send(b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\nfirst bytes");
+    let r = c.read_response_to(Method::Post);
+    assert_eq!((r.status, r.text()), (413, "big".to_string()));
+    assert_eq!(r.header("connection"), Some("close"));
+    c.expect_closed();
+    drop(p);
+    let _ = backend.join();
+}
