@@ -17,19 +17,20 @@
 //!   sent again, as is every follower when the connection fails;
 //! - a follower's own answer that turns out broken is retried alone on a fresh connection;
 //! - a backend gets pipelines of two until it has answered a request handed on behind
-//!   another, and none after it left one unanswered (`Pipelining`).
+//!   another, and none after it left one unanswered for a second (`Pipelining`).
 //!
 //! Sending a GET or HEAD again is safe (RFC 9110 §9.2.2), and nothing of its answer had
 //! reached the client. A request waits in a pipeline at most twice, then it goes alone.
 
 use std::io::IoSlice;
 use std::net::Shutdown;
+use std::time::Duration;
 
 use super::dial::bit;
 use super::exchange::Exchange;
 use super::session::Phase;
 use super::upstream::{Link, Upstream, MAX_PIPELINE};
-use super::{Conn, Proxy};
+use super::{Conn, Proxy, Timer};
 use crate::http::head::Method;
 use crate::net::io::{self, Io};
 
@@ -39,6 +40,12 @@ const BATCH_BYTES: usize = 16 * 1024;
 
 /// Times one request may wait in a pipeline before it is only ever sent alone.
 const MAX_FOLLOWS: u8 = 2;
+
+/// How long a request handed on behind another waits for its answer while the backend has
+/// not yet shown it reads pipelines. A backend that drops what follows the first request in
+/// a read would otherwise cost the whole backend timeout (30 s by default) to find out; this
+/// bounds that to once and briefly. One that answers pipelines but slowly just loses them.
+const PROBATION: Duration = Duration::from_secs(1);
 
 /// What the proxy has learnt of a backend and pipelined requests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -276,8 +283,17 @@ impl Proxy {
         }
         ex.queued = None;
         ex.handed = true;
-        // Its wait for the backend starts now; the timer catches up lazily.
-        s.deadline = self.now + self.cfg.backend_timeout;
+        // Its wait for the backend starts now; the timer catches up lazily, except for a
+        // wait cut short while the backend is on probation, which needs the timer sooner.
+        if self.pipelining.get(up.backend) == Some(&Pipelining::Untried) {
+            s.deadline = self.now + self.cfg.backend_timeout.min(PROBATION);
+            match s.timer {
+                Some(id) if self.timers.reschedule(id, s.deadline) => {}
+                _ => s.timer = Some(self.timers.insert(s.deadline, Timer::Session(next))),
+            }
+        } else {
+            s.deadline = self.now + self.cfg.backend_timeout;
+        }
         let up_key = up.key;
         ex.up = Some(up);
         self.conns[up_key] = Conn::Attached { owner: next };
