@@ -2,7 +2,9 @@
 //! passed on, 101 turned into a tunnel), then the body framed in the backend's buffer and
 //! written from there, or decoded for an HTTP/1.0 client.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
 
 use super::dial::Failure;
 use super::exchange::{exchange, Resp};
@@ -195,7 +197,7 @@ impl Proxy {
             let input = &up.inbuf.data()[*framed..];
             let Ok(d) = dec.decode(input) else {
                 log::warn!("{}: invalid response body from backend", s.peer);
-                return Step::Close;
+                return cut_short(&s.sock, *dechunk);
             };
             if *dechunk {
                 s.out.vec().extend_from_slice(&input[d.data]);
@@ -207,7 +209,7 @@ impl Proxy {
         }
         if up.eof && !dec.is_done() && *framed == up.inbuf.len() && dec.finish_at_eof().is_err() {
             // The backend died mid-body: the client must not take what it got as complete.
-            return Step::Close;
+            return cut_short(&s.sock, *dechunk);
         }
         let others_wait = !up.followers.is_empty();
         if dec.is_done() && *framed > 0 && others_wait && !s.writable {
@@ -246,6 +248,16 @@ impl Proxy {
         }
         bad_gateway(s, why)
     }
+}
+
+/// Ends a client connection whose answer was cut short. Where the client's framing is the
+/// close itself (a chunked answer decoded for an HTTP/1.0 client), an orderly close would pass
+/// the truncated body off as complete: the connection is reset instead.
+fn cut_short(client: &TcpStream, close_delimited: bool) -> Step {
+    if close_delimited {
+        let _ = socket2::SockRef::from(client).set_linger(Some(Duration::ZERO));
+    }
+    Step::Close
 }
 
 fn is_upgrade(name: &str) -> bool {

@@ -139,6 +139,23 @@ fn an_http10_client_never_gets_chunked() {
 }
 
 #[test]
+fn an_http10_client_is_reset_when_its_decoded_body_is_cut() {
+    // The client's body ends at the close, so an orderly close would make the first three
+    // bytes look like the whole answer: the backend died mid-chunk, the client gets a reset.
+    let cut = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n5\r\nde";
+    let b = Backend::start(move |_| Reply::BytesThenClose(cut.to_vec()));
+    let p = proxy(&[b.addr], &[]);
+    let s = p.client();
+    s.writer()
+        .write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .expect("send");
+    let mut raw = Vec::new();
+    let end = s.writer().read_to_end(&mut raw);
+    let kind = end.as_ref().map_err(|e| e.kind());
+    assert_eq!(kind, Err(std::io::ErrorKind::ConnectionReset), "{raw:?}");
+}
+
+#[test]
 fn ten_mib_bodies_pass_byte_exact_both_ways() {
     let size = 10 << 20;
     let body: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
