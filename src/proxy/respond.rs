@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 
 use super::dial::Failure;
-use super::exchange::{exchange, Resp};
+use super::exchange::{exchange, Exchange, Resp};
 use super::session::{Ending, Phase, Session, Step};
 use super::{rewrite, Proxy};
 use crate::health::Outcome;
@@ -242,6 +242,18 @@ impl Proxy {
         if exchange(s).is_some_and(|ex| ex.follows > 0 && !ex.stale_retried) {
             log::debug!(
                 "{}: bad answer after a pipeline ({why}): sent again",
+                s.peer
+            );
+            return self.fail(key, s, now, Failure::BeforeResponse);
+        }
+        // Likewise on a reused connection: late leftovers of an earlier answer (the body of
+        // a HEAD answer, bytes after a declared length) are not this request's answer.
+        let reused = |ex: &Exchange| ex.up.as_ref().is_some_and(|u| u.reused);
+        if exchange(s)
+            .is_some_and(|ex| reused(ex) && ex.meta.method.is_idempotent() && !ex.stale_retried)
+        {
+            log::debug!(
+                "{}: bad answer on a reused connection ({why}): sent again",
                 s.peer
             );
             return self.fail(key, s, now, Failure::BeforeResponse);

@@ -658,3 +658,38 @@ fn an_answer_before_the_whole_request_body_says_the_connection_closes() {
     drop(p);
     let _ = backend.join();
 }
+
+#[test]
+fn leftovers_on_a_reused_connection_are_not_taken_for_the_next_answer() {
+    // The backend sends a body after its HEAD answer, late: the bytes lie in front of the
+    // next answer on that connection. The GET that meets them is sent again on a fresh one.
+    let had_head = std::sync::Mutex::new(std::collections::HashSet::new());
+    let b = Backend::start(move |r| {
+        let mut had_head = had_head.lock().expect("lock");
+        if r.head.starts_with("HEAD") {
+            had_head.insert(r.conn);
+            return Reply::Bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_vec());
+        }
+        let mut answer = if had_head.contains(&r.conn) {
+            b"late!".to_vec()
+        } else {
+            Vec::new()
+        };
+        answer.extend_from_slice(&ok_response("fresh"));
+        Reply::Bytes(answer)
+    });
+    let p = proxy(&[b.addr], &[]);
+    let mut c = p.client();
+    c.send(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response_to(Method::Head).status, 200);
+    let r = c.request(GET);
+    assert_eq!((r.status, r.text()), (200, "fresh".to_string()));
+    let seen = b.seen();
+    assert_eq!(
+        seen.len(),
+        3,
+        "HEAD, GET on the same connection, GET on a new one"
+    );
+    assert_eq!(seen[1].conn, seen[0].conn);
+    assert_ne!(seen[2].conn, seen[0].conn);
+}
