@@ -130,24 +130,30 @@ impl Proxy {
 
     /// The whole answer to one admin request.
     fn admin_answer(&mut self, raw: &[u8], out: &mut Vec<u8>) {
+        let date = self.date.bytes();
         let mut headers = EMPTY_HEADERS;
         let (method, path) = match parse_request(raw, &mut headers, ADMIN_HEAD_MAX) {
             Ok(Parse::Complete(r)) => (r.method, r.target.split('?').next().unwrap_or("")),
-            Ok(Parse::Partial) => {
-                return out.extend_from_slice(Canned::HeaderFieldsTooLarge.bytes())
-            }
+            Ok(Parse::Partial) => return Canned::HeaderFieldsTooLarge.write(out, &date),
             Err(e) => {
                 let c = Canned::for_status(e.status()).unwrap_or(Canned::BadRequest);
-                return out.extend_from_slice(c.bytes());
+                return c.write(out, &date);
             }
         };
         let known = matches!(path, "/metrics" | "/status" | "/healthz");
         if !known {
-            return out.extend_from_slice(Canned::NotFound.bytes());
+            return Canned::NotFound.write(out, &date);
         }
         if method != Method::Get && method != Method::Head {
             let body = b"only GET and HEAD\n";
-            write_head(out, 405, &[("Allow", b"GET, HEAD")], body.len(), true);
+            write_head(
+                out,
+                405,
+                &date,
+                &[("Allow", b"GET, HEAD")],
+                body.len(),
+                true,
+            );
             return out.extend_from_slice(body);
         }
         let now = Instant::now();
@@ -164,6 +170,7 @@ impl Proxy {
         write_head(
             out,
             status,
+            &date,
             &[("Content-Type", ctype.as_bytes())],
             body.len(),
             true,

@@ -2,6 +2,7 @@
 //! [`Exchange`], relaying bytes back, tunnelling after an upgrade, and closing politely.
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -11,6 +12,7 @@ use super::ledger::Ledger;
 use super::tunnel::{closing, tunnel};
 use super::upstream::Upstream;
 use super::{rewrite, Conn, Proxy, Timer};
+use crate::http::date::DateCache;
 use crate::http::framing::BodyKind;
 use crate::http::head::{self, Method, Parse, EMPTY_HEADERS};
 use crate::http::response::Canned;
@@ -89,6 +91,9 @@ pub struct Session {
     pub answered: Option<(Canned, &'static str)>,
     /// The last request's exchange, kept so the next one reuses its allocation.
     pub spare: Option<Box<Exchange>>,
+    /// The loop's `Date`, for [`Session::answer`], which is called where the loop is out of
+    /// reach.
+    pub date: Rc<DateCache>,
 }
 
 /// How a connection ends.
@@ -140,6 +145,7 @@ impl Session {
         inbuf: Buffer,
         timer: TimerId,
         deadline: Instant,
+        date: Rc<DateCache>,
     ) -> Session {
         Session {
             sock,
@@ -163,6 +169,7 @@ impl Session {
             ledger: Ledger::new(deadline),
             answered: None,
             spare: None,
+            date,
         }
     }
 
@@ -188,11 +195,12 @@ impl Session {
         }
     }
 
-    /// Queues a canned answer and moves to closing. A backend connection the session held is
-    /// set aside in `orphan`, for the loop to close: the session cannot reach the slab.
+    /// Queues a canned answer, dated now, and moves to closing. A backend connection the
+    /// session held is set aside in `orphan`, for the loop to close: the session cannot reach
+    /// the slab.
     pub fn answer(&mut self, canned: Canned, why: &'static str) {
         if !self.raw {
-            self.out.vec().extend_from_slice(canned.bytes());
+            canned.write(self.out.vec(), &self.date.bytes());
             self.answered = Some((canned, why));
         }
         let old = std::mem::replace(

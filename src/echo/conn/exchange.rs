@@ -123,6 +123,7 @@ impl Conn {
             req,
             &self.body,
             sh.limits.name.as_bytes(),
+            &sh.date.bytes(),
         );
         if self.body.capacity() > RETAIN {
             self.body = Vec::new();
@@ -145,6 +146,7 @@ impl Conn {
             REFUSED,
             b"",
             sh.limits.name.as_bytes(),
+            &sh.date.bytes(),
         );
         self.input.clear();
         self.deadline = sh.now + sh.limits.timeout;
