@@ -81,16 +81,34 @@ impl Canned {
 
     /// Appends the whole answer to `out`, stamped with `date` (an IMF-fixdate, RFC 9110
     /// §6.6.1), with `Connection: close`: after any of these the server cannot be sure where
-    /// the next request would start, or has no reason to wait for one. These are error paths;
-    /// writing into a `Vec` with spare capacity does not allocate.
-    pub fn write(self, out: &mut Vec<u8>, date: &[u8]) {
+    /// the next request would start, or has no reason to wait for one.
+    ///
+    /// `head_only` is for a HEAD request: RFC 9110 §9.3.2 gives its answer no content, but the
+    /// same fields a GET would get, `Content-Length` included. These are error paths; writing
+    /// into a `Vec` with spare capacity does not allocate.
+    pub fn write(self, out: &mut Vec<u8>, date: &[u8], head_only: bool) {
         let status = self.status();
         let body = reason(status).as_bytes();
         let fields: [(&str, &[u8]); 1] = [("Content-Type", b"text/plain")];
         write_head(out, status, date, &fields, body.len() + 1, true);
-        out.extend_from_slice(body);
-        out.push(b'\n');
+        if !head_only {
+            out.extend_from_slice(body);
+            out.push(b'\n');
+        }
     }
+}
+
+/// Whether the request at the front of `raw`, whole or not, parsable or not, is a HEAD: its
+/// method token, the bytes before the first space, is exactly `HEAD` (methods are
+/// case-sensitive, RFC 9110 §9.1). Empty lines before the request line are skipped, as RFC
+/// 9112 §2.2 lets a server do. Lets an answer to a head that failed to parse (no `Host`, a bad
+/// field) still leave out its content when the client asked for HEAD.
+pub fn is_head_request(raw: &[u8]) -> bool {
+    let start = raw
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(raw.len());
+    raw[start..].starts_with(b"HEAD ")
 }
 
 /// The reason phrase for the codes these programs send.
@@ -210,7 +228,7 @@ mod tests {
             let code = c.status();
             assert_eq!(Canned::for_status(code), Some(c));
             let mut bytes = Vec::new();
-            c.write(&mut bytes, DATE);
+            c.write(&mut bytes, DATE, false);
             let r = parse(&bytes, Method::Get);
             assert_eq!(r.status, code);
             assert_eq!(r.reason, reason(code));
@@ -222,13 +240,49 @@ mod tests {
         assert_eq!(Canned::for_status(200), None);
     }
 
+    /// RFC 9110 §9.3.2: the answer to HEAD is the GET answer's head, `Content-Length` and
+    /// all, with nothing after it.
+    #[test]
+    fn canned_answers_to_head_have_the_same_head_and_no_body() {
+        for c in Canned::ALL {
+            let (mut get, mut head) = (Vec::new(), Vec::new());
+            c.write(&mut get, DATE, false);
+            c.write(&mut head, DATE, true);
+            let (g, h) = (parse(&get, Method::Get), parse(&head, Method::Head));
+            assert!(h.rest.is_empty(), "{c:?} sent a body to HEAD");
+            assert_eq!(g.fields, h.fields, "{c:?}");
+            assert_eq!(h.body, Ok(BodyKind::Empty), "{c:?}");
+            assert_eq!(get[..head.len()], head[..], "{c:?}");
+        }
+    }
+
     #[test]
     fn canned_answers_carry_the_date_given() {
         let date = imf_fixdate(UNIX_EPOCH + Duration::from_secs(951_782_400));
         let mut out = Vec::new();
-        Canned::BadGateway.write(&mut out, &date);
+        Canned::BadGateway.write(&mut out, &date, false);
         assert_eq!(parse(&out, Method::Get).all("date"), [&date[..]]);
         assert_eq!(date.len(), IMF_FIXDATE_LEN);
+    }
+
+    #[test]
+    fn head_requests_are_recognised_by_their_method_token() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"HEAD /x HTTP/1.1\r\n\r\n", true),
+            (b"HEAD /x HTTP/1.1\r\nBad Field\r\n", true),
+            (b"HEAD /aaaa", true),
+            (b"\r\nHEAD / HTTP/1.1\r\n\r\n", true),
+            (b"GET / HTTP/1.1\r\n\r\n", false),
+            (b"head / HTTP/1.1\r\n\r\n", false),
+            (b"HEADER / HTTP/1.1\r\n\r\n", false),
+            (b"HEAD", false),
+            (b"", false),
+            (b"\x00\xffHEAD ", false),
+        ];
+        for (raw, want) in cases {
+            let got = is_head_request(raw);
+            assert_eq!(got, *want, "{:?}", String::from_utf8_lossy(raw));
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::config::Mode;
 use super::workers::Snapshot;
 use super::{token, Conn, Proxy, Timer};
 use crate::http::head::{find_head_end, parse_request, Method, Parse, EMPTY_HEADERS};
-use crate::http::response::{write_head, Canned};
+use crate::http::response::{is_head_request, write_head, Canned};
 use crate::metrics::CONTENT_TYPE;
 use crate::net::io::{self, Io};
 use crate::timer::TimerId;
@@ -134,15 +134,17 @@ impl Proxy {
         let mut headers = EMPTY_HEADERS;
         let (method, path) = match parse_request(raw, &mut headers, ADMIN_HEAD_MAX) {
             Ok(Parse::Complete(r)) => (r.method, r.target.split('?').next().unwrap_or("")),
-            Ok(Parse::Partial) => return Canned::HeaderFieldsTooLarge.write(out, &date),
+            Ok(Parse::Partial) => {
+                return Canned::HeaderFieldsTooLarge.write(out, &date, is_head_request(raw))
+            }
             Err(e) => {
                 let c = Canned::for_status(e.status()).unwrap_or(Canned::BadRequest);
-                return c.write(out, &date);
+                return c.write(out, &date, is_head_request(raw));
             }
         };
         let known = matches!(path, "/metrics" | "/status" | "/healthz");
         if !known {
-            return Canned::NotFound.write(out, &date);
+            return Canned::NotFound.write(out, &date, method == Method::Head);
         }
         if method != Method::Get && method != Method::Head {
             let body = b"only GET and HEAD\n";

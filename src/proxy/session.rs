@@ -15,7 +15,7 @@ use super::{rewrite, Conn, Proxy, Timer};
 use crate::http::date::DateCache;
 use crate::http::framing::BodyKind;
 use crate::http::head::{self, Method, Parse, EMPTY_HEADERS};
-use crate::http::response::Canned;
+use crate::http::response::{self, Canned};
 use crate::net::buffer::Buffer;
 use crate::net::io::{self, Io};
 use crate::net::outbox::Outbox;
@@ -198,9 +198,20 @@ impl Session {
     /// Queues a canned answer, dated now, and moves to closing. A backend connection the
     /// session held is set aside in `orphan`, for the loop to close: the session cannot reach
     /// the slab.
+    ///
+    /// The answer to a HEAD has no body (RFC 9110 §9.3.2). The method is the exchange's once
+    /// a head was parsed; before that (a head refused, or timed out) it is read from the
+    /// buffered request line, so a HEAD refused for a missing `Host` still gets no body. When
+    /// even that is unknown the body is sent: the answer closes the connection, so a client
+    /// reading to the end cannot mistake it for the start of another answer.
     pub fn answer(&mut self, canned: Canned, why: &'static str) {
         if !self.raw {
-            canned.write(self.out.vec(), &self.date.bytes());
+            let head_only = match &self.phase {
+                Phase::Exchange(ex) => ex.meta.method == Method::Head,
+                Phase::Head { .. } => response::is_head_request(self.inbuf.data()),
+                Phase::Tunnel(_) | Phase::Closing(_) => false,
+            };
+            canned.write(self.out.vec(), &self.date.bytes(), head_only);
             self.answered = Some((canned, why));
         }
         let old = std::mem::replace(

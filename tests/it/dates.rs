@@ -134,16 +134,20 @@ fn a_get_through_the_proxy_has_exactly_one_date() {
 }
 
 #[test]
-fn rr_echo_dates_every_answer() {
+fn rr_echo_dates_every_answer_and_sends_no_body_to_a_refused_head() {
     let e = echo(&["--header-timeout", "300ms"]);
     let mut c = e.client();
     let before = SystemTime::now();
     for path in ["/healthz", "/", "/nope"] {
         assert_dated(&c.request(&get(path)), before);
     }
-    let (r, _) = answer_then_close(e.addr(), b"GET / HTTP/1.1\r\nBad Field\r\n\r\n", true);
-    assert_eq!(r.status, 400);
-    let (r, _) = answer_then_close(e.addr(), b"GET / HTTP/1.1\r\nHost: t\r\n", true);
+    // Refused heads: a GET gets its error body, a HEAD the same head and nothing else.
+    let (g, len) = answer_then_close(e.addr(), b"GET / HTTP/1.1\r\nBad Field\r\n\r\n", true);
+    let (h, head_len) = answer_then_close(e.addr(), b"HEAD / HTTP/1.1\r\nBad Field\r\n\r\n", false);
+    assert_eq!((g.status, h.status), (400, 400));
+    assert_eq!(len, head_len);
+    // A head that never finishes: 408, dated, still no body for HEAD.
+    let (r, _) = answer_then_close(e.addr(), b"HEAD / HTTP/1.1\r\nHost: t\r\n", false);
     assert_eq!(r.status, 408);
 }
 
@@ -156,6 +160,23 @@ fn the_proxys_own_answers_are_dated() {
     let (r, _) = answer_then_close(p.addr(), b"GET / HTTP/1.1\r\n\r\n", true);
     assert_eq!((r.status, r.body.as_slice()), (400, &b"Bad Request\n"[..]));
     let (r, _) = answer_then_close(p.addr(), b"GET / HTTP/1.1\r\nHost: t\r\n", true);
+    assert_eq!(r.status, 408);
+}
+
+/// RFC 9110 §9.3.2: no content in the answer to HEAD, even one the proxy makes itself; its
+/// head still shows the length a GET would get.
+#[test]
+fn the_proxys_own_answers_to_head_have_no_body() {
+    let p = proxy(&[closed_port()], &["--head-timeout", "300ms"]);
+    let (get, get_len) = answer_then_close(p.addr(), b"GET /x HTTP/1.1\r\n\r\n", true);
+    let (head, head_len) = answer_then_close(p.addr(), b"HEAD /x HTTP/1.1\r\n\r\n", false);
+    assert_eq!((get.status, head.status), (400, 400));
+    assert_eq!((get_len, head_len), (12, 12));
+    // Known from the parsed request (a 502 after the backend failed)...
+    let (r, len) = answer_then_close(p.addr(), b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n", false);
+    assert_eq!((r.status, len), (502, 12));
+    // ...and from the request line of a head that timed out.
+    let (r, _) = answer_then_close(p.addr(), b"HEAD / HTTP/1.1\r\nHost: t\r\n", false);
     assert_eq!(r.status, 408);
 }
 
