@@ -13,7 +13,7 @@ pub enum Canned {
     BadRequest,
     /// 404: no such path (the admin listener).
     NotFound,
-    /// 405: the proxy's answer to CONNECT, which it does not tunnel.
+    /// 405: the proxy's answer to CONNECT, which it does not tunnel. Carries `Allow`.
     MethodNotAllowed,
     /// 408: the head did not arrive before its deadline.
     RequestTimeout,
@@ -36,6 +36,11 @@ pub enum Canned {
     /// 505: not HTTP/1.0 or 1.1.
     VersionNotSupported,
 }
+
+/// What the proxy's 405 lists in `Allow` (RFC 9110 §15.5.6: a 405 MUST carry one). The proxy
+/// forwards every method but CONNECT; the field names the standard ones (RFC 9110 §9, and
+/// PATCH from RFC 5789), since an open set of extension methods cannot be listed.
+pub const PROXY_ALLOW: &[u8] = b"GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH";
 
 impl Canned {
     /// Every canned answer.
@@ -89,8 +94,13 @@ impl Canned {
     pub fn write(self, out: &mut Vec<u8>, date: &[u8], head_only: bool) {
         let status = self.status();
         let body = reason(status).as_bytes();
-        let fields: [(&str, &[u8]); 1] = [("Content-Type", b"text/plain")];
-        write_head(out, status, date, &fields, body.len() + 1, true);
+        let mut fields: [(&str, &[u8]); 2] = [("Content-Type", b"text/plain"), ("", b"")];
+        let mut n = 1;
+        if self == Canned::MethodNotAllowed {
+            fields[n] = ("Allow", PROXY_ALLOW);
+            n += 1;
+        }
+        write_head(out, status, date, &fields[..n], body.len() + 1, true);
         if !head_only {
             out.extend_from_slice(body);
             out.push(b'\n');
@@ -236,6 +246,13 @@ mod tests {
             assert_eq!(r.all("Date"), [DATE], "{code}");
             assert_eq!(r.body, Ok(BodyKind::Length(r.rest.len() as u64)), "{code}");
             assert_eq!(r.rest, format!("{}\n", reason(code)).as_bytes());
+            // RFC 9110 §15.5.6: a 405 lists what is allowed; nothing else needs the field.
+            let allow = if code == 405 {
+                vec![PROXY_ALLOW]
+            } else {
+                vec![]
+            };
+            assert_eq!(r.all("Allow"), allow, "{code}");
         }
         assert_eq!(Canned::for_status(200), None);
     }

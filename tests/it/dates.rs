@@ -180,6 +180,24 @@ fn the_proxys_own_answers_to_head_have_no_body() {
     assert_eq!(r.status, 408);
 }
 
+/// RFC 9110 §15.5.6: a 405 lists the methods that are allowed.
+#[test]
+fn connect_gets_405_with_allow() {
+    let p = proxy(&[closed_port()], &[]);
+    let req = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+    let (r, _) = answer_then_close(p.addr(), req, true);
+    assert_eq!(r.status, 405);
+    let allow = r
+        .header("Allow")
+        .unwrap_or_else(|| panic!("no Allow: {}", head_text(&r)));
+    let methods: Vec<&str> = allow.split(',').map(str::trim).collect();
+    assert!(
+        methods.contains(&"GET") && methods.contains(&"HEAD"),
+        "{allow}"
+    );
+    assert!(!methods.contains(&"CONNECT"), "{allow}");
+}
+
 /// The client reads a HEAD's answer with HEAD framing and the connection stays usable.
 #[test]
 fn a_head_through_the_proxy_is_dated_and_bodiless() {
