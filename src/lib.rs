@@ -19,7 +19,8 @@
 //!
 //! - [`http`]: the HTTP/1.1 code both programs share. Heads are parsed with httparse into views
 //!   over the caller's bytes; framing applies RFC 9112 §6; the chunked decoder is an incremental
-//!   byte state machine; canned answers are static bytes.
+//!   byte state machine; canned answers are written at answer time, stamped with the `Date`
+//!   the loop keeps (`http::date`).
 //! - [`net`]: the one read/write helper every socket goes through, and the fixed-size buffer.
 //! - [`timer`]: the hashed timer wheel; it reads no clock, `now` is passed in.
 //! - [`rng`]: a small seeded generator for jitter and simulated misbehaviour.

@@ -100,8 +100,17 @@ fn reflect(body: &[u8]) -> Reply {
 }
 
 /// Appends the answer to `out`. `echo` is the request body, used when the reply echoes it;
-/// `name` goes into `X-Echo-Instance`. Allocation-free once `out` has grown to its working size.
-pub fn write(out: &mut Vec<u8>, reply: &Reply, req: Pending, echo: &[u8], name: &[u8]) {
+/// `name` goes into `X-Echo-Instance`; `date` (an IMF-fixdate) into `Date`, which an origin
+/// server with a clock sends on every answer (RFC 9110 §6.6.1). Allocation-free once `out` has
+/// grown to its working size.
+pub fn write(
+    out: &mut Vec<u8>,
+    reply: &Reply,
+    req: Pending,
+    echo: &[u8],
+    name: &[u8],
+    date: &[u8],
+) {
     let body: &[u8] = match &reply.body {
         Body::Echo => echo,
         Body::Static(b) => b,
@@ -123,7 +132,7 @@ pub fn write(out: &mut Vec<u8>, reply: &Reply, req: Pending, echo: &[u8], name: 
         n += 1;
     }
     let close = req.persist == Persist::Close;
-    write_head(out, reply.status, &fields[..n], body.len(), close);
+    write_head(out, reply.status, date, &fields[..n], body.len(), close);
     if !req.head_only {
         out.extend_from_slice(body);
     }
@@ -134,6 +143,8 @@ mod tests {
     use super::*;
     use crate::echo::behaviour::{DelayMs, Settings};
 
+    const DATE: &[u8] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+
     const KEEP: Pending = Pending {
         route: Route::Reflect,
         head_only: false,
@@ -143,7 +154,7 @@ mod tests {
     fn run(route: Route, body: &[u8], b: &mut Behaviour) -> (u16, Vec<u8>) {
         let (reply, _) = answer(route, body, b, "e1");
         let mut out = Vec::new();
-        write(&mut out, &reply, KEEP, body, b"e1");
+        write(&mut out, &reply, KEEP, body, b"e1", DATE);
         let text = String::from_utf8(out).unwrap();
         let (_, body) = text.split_once("\r\n\r\n").unwrap();
         (reply.status, body.as_bytes().to_vec())
@@ -208,9 +219,10 @@ mod tests {
             persist: Persist::KeepAlive10,
         };
         let mut out = Vec::new();
-        write(&mut out, &reply, req, b"", b"echo-1");
+        write(&mut out, &reply, req, b"", b"echo-1", DATE);
         let want = format!(
-            "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\n\
+            "HTTP/1.1 405 Method Not Allowed\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             Content-Type: application/json\r\n\
              X-Echo-Instance: echo-1\r\nAllow: GET, HEAD\r\nConnection: keep-alive\r\n\
              Content-Length: {}\r\n\r\n",
             WRONG_METHOD.len()
@@ -222,7 +234,14 @@ mod tests {
             persist: Persist::Close,
             ..KEEP
         };
-        write(&mut out, &Reply::new(200, Body::Echo), close, b"[]", b"e");
+        write(
+            &mut out,
+            &Reply::new(200, Body::Echo),
+            close,
+            b"[]",
+            b"e",
+            DATE,
+        );
         assert!(out.ends_with(b"Content-Length: 2\r\nConnection: close\r\n\r\n[]"));
     }
 }

@@ -2,7 +2,7 @@
 //! handlers finished, and accept while under the connection cap.
 
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -11,6 +11,7 @@ use slab::Slab;
 use super::behaviour::Behaviour;
 use super::config::Config;
 use super::conn::{Conn, Due, Limits, Next, Shared};
+use crate::http::date::DateCache;
 use crate::timer::{TimerId, TimerWheel};
 
 /// The listener's token; connection tokens are slab keys, which stay far below it.
@@ -46,6 +47,8 @@ struct Server {
     wheel: TimerWheel<Due>,
     behaviour: Behaviour,
     limits: Limits,
+    /// The `Date` of this turn's answers; formatted once per second, not once per answer.
+    date: DateCache,
     max_conns: usize,
     listen: Listen,
     /// Connections finished this turn; removed at its end, so a handler never removes one.
@@ -81,6 +84,7 @@ pub fn run(listener: std::net::TcpListener, config: Config) -> io::Result<()> {
             timeout: config.header_timeout,
             name: name.into_boxed_str(),
         },
+        date: DateCache::new(Instant::now(), SystemTime::now()),
         max_conns: config.max_conns,
         listen: Listen::Drained,
         closing: Vec::new(),
@@ -107,6 +111,7 @@ impl Server {
             Err(e) => return Err(e),
         }
         let now = Instant::now();
+        self.date.refresh(now, SystemTime::now);
         std::mem::swap(&mut self.again, &mut self.resuming);
         for ev in events.iter() {
             match ev.token() {
@@ -141,6 +146,7 @@ impl Server {
             wheel: &mut self.wheel,
             behaviour: &mut self.behaviour,
             limits: &self.limits,
+            date: &self.date,
         };
         match f(conn, &mut sh) {
             Next::Wait => {}

@@ -1,16 +1,19 @@
-//! Answers a server gives by itself: static bytes for the error statuses, and a writer for
-//! the head of a response whose body length is known.
+//! Answers a server gives by itself: the error statuses, written at answer time so that they
+//! carry the current `Date`, and a writer for the head of a response whose body length is
+//! known.
 
 use std::io::Write;
 
-/// The answers either program gives without asking anyone else.
+/// The answers either program gives without asking anyone else. Each is a `text/plain` body
+/// of its reason phrase and a newline, and ends the connection. To add one: a variant, its
+/// code in [`Canned::status`] and in [`Canned::ALL`], and its phrase in [`reason`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Canned {
     /// 400: the request cannot be parsed or framed.
     BadRequest,
-    /// 404: no such path (rr-echo).
+    /// 404: no such path (the admin listener).
     NotFound,
-    /// 405: the path exists, the method does not (rr-echo adds `Allow` itself).
+    /// 405: the proxy's answer to CONNECT, which it does not tunnel. Carries `Allow`.
     MethodNotAllowed,
     /// 408: the head did not arrive before its deadline.
     RequestTimeout,
@@ -20,7 +23,7 @@ pub enum Canned {
     UriTooLong,
     /// 431: the head is over its size or field-count cap.
     HeaderFieldsTooLarge,
-    /// 500: the server failed (rr-echo's simulated errors).
+    /// 500: the server failed.
     InternalError,
     /// 501: a transfer coding we do not implement.
     NotImplemented,
@@ -34,43 +37,32 @@ pub enum Canned {
     VersionNotSupported,
 }
 
-/// One canned answer: `Connection: close`, a plain-text body and its exact length. The length
-/// is written out by hand and checked by a test against the body.
-macro_rules! canned {
-    ($code:literal, $reason:literal, $len:literal, $body:literal) => {
-        concat!(
-            "HTTP/1.1 ",
-            $code,
-            " ",
-            $reason,
-            "\r\nContent-Type: text/plain\r\nContent-Length: ",
-            $len,
-            "\r\nConnection: close\r\n\r\n",
-            $body
-        )
-        .as_bytes()
-    };
-}
+/// What the proxy's 405 lists in `Allow` (RFC 9110 §15.5.6: a 405 MUST carry one). The proxy
+/// forwards every method but CONNECT; the field names the standard ones (RFC 9110 §9, and
+/// PATCH from RFC 5789), since an open set of extension methods cannot be listed.
+pub const PROXY_ALLOW: &[u8] = b"GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH";
 
 impl Canned {
+    /// Every canned answer.
+    pub const ALL: [Canned; 13] = [
+        Canned::BadRequest,
+        Canned::NotFound,
+        Canned::MethodNotAllowed,
+        Canned::RequestTimeout,
+        Canned::PayloadTooLarge,
+        Canned::UriTooLong,
+        Canned::HeaderFieldsTooLarge,
+        Canned::InternalError,
+        Canned::NotImplemented,
+        Canned::BadGateway,
+        Canned::ServiceUnavailable,
+        Canned::GatewayTimeout,
+        Canned::VersionNotSupported,
+    ];
+
     /// The answer for a head refused with this status, if there is one.
     pub fn for_status(status: u16) -> Option<Canned> {
-        Some(match status {
-            400 => Canned::BadRequest,
-            404 => Canned::NotFound,
-            405 => Canned::MethodNotAllowed,
-            408 => Canned::RequestTimeout,
-            413 => Canned::PayloadTooLarge,
-            414 => Canned::UriTooLong,
-            431 => Canned::HeaderFieldsTooLarge,
-            500 => Canned::InternalError,
-            501 => Canned::NotImplemented,
-            502 => Canned::BadGateway,
-            503 => Canned::ServiceUnavailable,
-            504 => Canned::GatewayTimeout,
-            505 => Canned::VersionNotSupported,
-            _ => return None,
-        })
+        Canned::ALL.into_iter().find(|c| c.status() == status)
     }
 
     /// The status code.
@@ -92,48 +84,41 @@ impl Canned {
         }
     }
 
-    /// The whole response, ending the connection: after any of these the server cannot be sure
-    /// where the next request would start, or has no reason to wait for one.
-    pub fn bytes(self) -> &'static [u8] {
-        match self {
-            Canned::BadRequest => canned!("400", "Bad Request", "12", "Bad Request\n"),
-            Canned::NotFound => canned!("404", "Not Found", "10", "Not Found\n"),
-            Canned::MethodNotAllowed => {
-                canned!("405", "Method Not Allowed", "19", "Method Not Allowed\n")
-            }
-            Canned::RequestTimeout => canned!("408", "Request Timeout", "16", "Request Timeout\n"),
-            Canned::PayloadTooLarge => {
-                canned!("413", "Content Too Large", "18", "Content Too Large\n")
-            }
-            Canned::UriTooLong => canned!("414", "URI Too Long", "13", "URI Too Long\n"),
-            Canned::HeaderFieldsTooLarge => canned!(
-                "431",
-                "Request Header Fields Too Large",
-                "32",
-                "Request Header Fields Too Large\n"
-            ),
-            Canned::InternalError => {
-                canned!(
-                    "500",
-                    "Internal Server Error",
-                    "22",
-                    "Internal Server Error\n"
-                )
-            }
-            Canned::NotImplemented => canned!("501", "Not Implemented", "16", "Not Implemented\n"),
-            Canned::BadGateway => canned!("502", "Bad Gateway", "12", "Bad Gateway\n"),
-            Canned::ServiceUnavailable => {
-                canned!("503", "Service Unavailable", "20", "Service Unavailable\n")
-            }
-            Canned::GatewayTimeout => canned!("504", "Gateway Timeout", "16", "Gateway Timeout\n"),
-            Canned::VersionNotSupported => canned!(
-                "505",
-                "HTTP Version Not Supported",
-                "27",
-                "HTTP Version Not Supported\n"
-            ),
+    /// Appends the whole answer to `out`, stamped with `date` (an IMF-fixdate, RFC 9110
+    /// §6.6.1), with `Connection: close`: after any of these the server cannot be sure where
+    /// the next request would start, or has no reason to wait for one.
+    ///
+    /// `head_only` is for a HEAD request: RFC 9110 §9.3.2 gives its answer no content, but the
+    /// same fields a GET would get, `Content-Length` included. These are error paths; writing
+    /// into a `Vec` with spare capacity does not allocate.
+    pub fn write(self, out: &mut Vec<u8>, date: &[u8], head_only: bool) {
+        let status = self.status();
+        let body = reason(status).as_bytes();
+        let mut fields: [(&str, &[u8]); 2] = [("Content-Type", b"text/plain"), ("", b"")];
+        let mut n = 1;
+        if self == Canned::MethodNotAllowed {
+            fields[n] = ("Allow", PROXY_ALLOW);
+            n += 1;
+        }
+        write_head(out, status, date, &fields[..n], body.len() + 1, true);
+        if !head_only {
+            out.extend_from_slice(body);
+            out.push(b'\n');
         }
     }
+}
+
+/// Whether the request at the front of `raw`, whole or not, parsable or not, is a HEAD: its
+/// method token, the bytes before the first space, is exactly `HEAD` (methods are
+/// case-sensitive, RFC 9110 §9.1). Empty lines before the request line are skipped, as RFC
+/// 9112 §2.2 lets a server do. Lets an answer to a head that failed to parse (no `Host`, a bad
+/// field) still leave out its content when the client asked for HEAD.
+pub fn is_head_request(raw: &[u8]) -> bool {
+    let start = raw
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(raw.len());
+    raw[start..].starts_with(b"HEAD ")
 }
 
 /// The reason phrase for the codes these programs send.
@@ -162,21 +147,27 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
-/// `100 Continue`, sent when a client that asked for it may send its body.
+/// `100 Continue`, sent when a client that asked for it may send its body. It has no `Date`:
+/// RFC 9110 §6.6.1 leaves the field optional on 1xx, and the final answer that follows has one.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-/// Appends a response head with a known body length to `out`: status line, the given extra
-/// fields (each written as `name: value`), `Content-Length`, and `Connection: close` when the
-/// connection ends after this answer. Writing into a `Vec` with spare capacity does not allocate.
+/// Appends a response head with a known body length to `out`: status line, `Date` (an
+/// IMF-fixdate: every final answer these programs make carries one, RFC 9110 §6.6.1), the
+/// given extra fields (each written as `name: value`), `Content-Length`, and
+/// `Connection: close` when the connection ends after this answer. Writing into a `Vec` with
+/// spare capacity does not allocate.
 pub fn write_head(
     out: &mut Vec<u8>,
     status: u16,
+    date: &[u8],
     extra: &[(&str, &[u8])],
     content_length: usize,
     close: bool,
 ) {
     // Writing to a Vec cannot fail.
-    let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason(status));
+    let _ = write!(out, "HTTP/1.1 {status} {}\r\nDate: ", reason(status));
+    out.extend_from_slice(date);
+    out.extend_from_slice(b"\r\n");
     for (name, value) in extra {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
@@ -193,45 +184,134 @@ pub fn write_head(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::date::{imf_fixdate, IMF_FIXDATE_LEN};
     use crate::http::framing::BodyKind;
     use crate::http::head::Method;
     use crate::http::head::{parse_response, Parse, EMPTY_HEADERS};
+    use std::time::{Duration, UNIX_EPOCH};
 
-    const ALL: [u16; 13] = [
-        400, 404, 405, 408, 413, 414, 431, 500, 501, 502, 503, 504, 505,
-    ];
+    const DATE: &[u8] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+
+    /// One parsed answer: status, reason, fields, body length by the framing rules for
+    /// `method`, the bytes after the head, and whether the connection is kept.
+    struct Parsed {
+        status: u16,
+        reason: String,
+        fields: Vec<(String, Vec<u8>)>,
+        body: Result<BodyKind, String>,
+        rest: Vec<u8>,
+        keep_alive: bool,
+    }
+
+    fn parse(bytes: &[u8], method: Method) -> Parsed {
+        let mut h = EMPTY_HEADERS;
+        let Ok(Parse::Complete(r)) = parse_response(bytes, &mut h, 4096) else {
+            panic!("does not parse: {:?}", String::from_utf8_lossy(bytes));
+        };
+        Parsed {
+            status: r.status,
+            reason: r.reason.to_string(),
+            fields: r
+                .headers
+                .iter()
+                .map(|f| (f.name.to_string(), f.value.to_vec()))
+                .collect(),
+            body: r.body(method).map_err(|e| e.to_string()),
+            rest: bytes[r.head_len..].to_vec(),
+            keep_alive: r.keep_alive(),
+        }
+    }
+
+    impl Parsed {
+        fn all(&self, name: &str) -> Vec<&[u8]> {
+            let named = self
+                .fields
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name));
+            named.map(|(_, v)| v.as_slice()).collect()
+        }
+    }
 
     #[test]
-    fn canned_answers_are_valid_and_framed_exactly() {
-        for code in ALL {
-            let c = Canned::for_status(code).unwrap();
-            assert_eq!(c.status(), code);
-            let bytes = c.bytes();
-            let mut h = EMPTY_HEADERS;
-            let Ok(Parse::Complete(r)) = parse_response(bytes, &mut h, 4096) else {
-                panic!("{code} does not parse");
-            };
+    fn canned_answers_are_valid_dated_and_framed_exactly() {
+        for c in Canned::ALL {
+            let code = c.status();
+            assert_eq!(Canned::for_status(code), Some(c));
+            let mut bytes = Vec::new();
+            c.write(&mut bytes, DATE, false);
+            let r = parse(&bytes, Method::Get);
             assert_eq!(r.status, code);
             assert_eq!(r.reason, reason(code));
-            assert!(!r.keep_alive(), "{code} must close");
-            let body_len = bytes.len() - r.head_len;
-            assert_eq!(r.body(Method::Get), Ok(BodyKind::Length(body_len as u64)));
+            assert!(!r.keep_alive, "{code} must close");
+            assert_eq!(r.all("Date"), [DATE], "{code}");
+            assert_eq!(r.body, Ok(BodyKind::Length(r.rest.len() as u64)), "{code}");
+            assert_eq!(r.rest, format!("{}\n", reason(code)).as_bytes());
+            // RFC 9110 §15.5.6: a 405 lists what is allowed; nothing else needs the field.
+            let allow = if code == 405 {
+                vec![PROXY_ALLOW]
+            } else {
+                vec![]
+            };
+            assert_eq!(r.all("Allow"), allow, "{code}");
         }
         assert_eq!(Canned::for_status(200), None);
+    }
+
+    /// RFC 9110 §9.3.2: the answer to HEAD is the GET answer's head, `Content-Length` and
+    /// all, with nothing after it.
+    #[test]
+    fn canned_answers_to_head_have_the_same_head_and_no_body() {
+        for c in Canned::ALL {
+            let (mut get, mut head) = (Vec::new(), Vec::new());
+            c.write(&mut get, DATE, false);
+            c.write(&mut head, DATE, true);
+            let (g, h) = (parse(&get, Method::Get), parse(&head, Method::Head));
+            assert!(h.rest.is_empty(), "{c:?} sent a body to HEAD");
+            assert_eq!(g.fields, h.fields, "{c:?}");
+            assert_eq!(h.body, Ok(BodyKind::Empty), "{c:?}");
+            assert_eq!(get[..head.len()], head[..], "{c:?}");
+        }
+    }
+
+    #[test]
+    fn canned_answers_carry_the_date_given() {
+        let date = imf_fixdate(UNIX_EPOCH + Duration::from_secs(951_782_400));
+        let mut out = Vec::new();
+        Canned::BadGateway.write(&mut out, &date, false);
+        assert_eq!(parse(&out, Method::Get).all("date"), [&date[..]]);
+        assert_eq!(date.len(), IMF_FIXDATE_LEN);
+    }
+
+    #[test]
+    fn head_requests_are_recognised_by_their_method_token() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"HEAD /x HTTP/1.1\r\n\r\n", true),
+            (b"HEAD /x HTTP/1.1\r\nBad Field\r\n", true),
+            (b"HEAD /aaaa", true),
+            (b"\r\nHEAD / HTTP/1.1\r\n\r\n", true),
+            (b"GET / HTTP/1.1\r\n\r\n", false),
+            (b"head / HTTP/1.1\r\n\r\n", false),
+            (b"HEADER / HTTP/1.1\r\n\r\n", false),
+            (b"HEAD", false),
+            (b"", false),
+            (b"\x00\xffHEAD ", false),
+        ];
+        for (raw, want) in cases {
+            let got = is_head_request(raw);
+            assert_eq!(got, *want, "{:?}", String::from_utf8_lossy(raw));
+        }
     }
 
     #[test]
     fn written_heads_parse_back() {
         let mut out = Vec::new();
-        write_head(&mut out, 200, &[("X-Backend", b"e1")], 5, false);
+        write_head(&mut out, 200, DATE, &[("X-Backend", b"e1")], 5, false);
         out.extend_from_slice(b"hello");
-        let mut h = EMPTY_HEADERS;
-        let Ok(Parse::Complete(r)) = parse_response(&out, &mut h, 4096) else {
-            panic!("does not parse");
-        };
+        let r = parse(&out, Method::Get);
         assert_eq!(r.status, 200);
-        assert!(r.keep_alive());
-        assert_eq!(r.headers[0].name, "X-Backend");
-        assert_eq!(r.body(Method::Get), Ok(BodyKind::Length(5)));
+        assert!(r.keep_alive);
+        assert_eq!(r.fields[0], ("Date".to_string(), DATE.to_vec()));
+        assert_eq!(r.all("X-Backend"), [b"e1"]);
+        assert_eq!(r.body, Ok(BodyKind::Length(5)));
     }
 }

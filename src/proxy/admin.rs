@@ -12,7 +12,7 @@ use super::config::Mode;
 use super::workers::Snapshot;
 use super::{token, Conn, Proxy, Timer};
 use crate::http::head::{find_head_end, parse_request, Method, Parse, EMPTY_HEADERS};
-use crate::http::response::{write_head, Canned};
+use crate::http::response::{is_head_request, write_head, Canned};
 use crate::metrics::CONTENT_TYPE;
 use crate::net::io::{self, Io};
 use crate::timer::TimerId;
@@ -130,24 +130,32 @@ impl Proxy {
 
     /// The whole answer to one admin request.
     fn admin_answer(&mut self, raw: &[u8], out: &mut Vec<u8>) {
+        let date = self.date.bytes();
         let mut headers = EMPTY_HEADERS;
         let (method, path) = match parse_request(raw, &mut headers, ADMIN_HEAD_MAX) {
             Ok(Parse::Complete(r)) => (r.method, r.target.split('?').next().unwrap_or("")),
             Ok(Parse::Partial) => {
-                return out.extend_from_slice(Canned::HeaderFieldsTooLarge.bytes())
+                return Canned::HeaderFieldsTooLarge.write(out, &date, is_head_request(raw))
             }
             Err(e) => {
                 let c = Canned::for_status(e.status()).unwrap_or(Canned::BadRequest);
-                return out.extend_from_slice(c.bytes());
+                return c.write(out, &date, is_head_request(raw));
             }
         };
         let known = matches!(path, "/metrics" | "/status" | "/healthz");
         if !known {
-            return out.extend_from_slice(Canned::NotFound.bytes());
+            return Canned::NotFound.write(out, &date, method == Method::Head);
         }
         if method != Method::Get && method != Method::Head {
             let body = b"only GET and HEAD\n";
-            write_head(out, 405, &[("Allow", b"GET, HEAD")], body.len(), true);
+            write_head(
+                out,
+                405,
+                &date,
+                &[("Allow", b"GET, HEAD")],
+                body.len(),
+                true,
+            );
             return out.extend_from_slice(body);
         }
         let now = Instant::now();
@@ -164,6 +172,7 @@ impl Proxy {
         write_head(
             out,
             status,
+            &date,
             &[("Content-Type", ctype.as_bytes())],
             body.len(),
             true,

@@ -37,7 +37,8 @@ pub mod upstream;
 pub mod workers;
 
 use std::io;
-use std::time::{Duration, Instant};
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll};
@@ -45,6 +46,7 @@ use slab::Slab;
 
 use crate::balancer::Balancer;
 use crate::health::Health;
+use crate::http::date::DateCache;
 use crate::metrics::Metrics;
 use crate::net::buffer::{Buffer, BufferPool};
 use crate::rng::Rng;
@@ -148,6 +150,10 @@ pub struct Proxy {
     pipelining: Vec<pipeline::Pipelining>,
     /// The time, read once after each poll and after the timers: what sessions go by.
     now: Instant,
+    /// The `Date` for answers the proxy writes and responses it forwards without one (RFC
+    /// 9110 §6.6.1), refreshed with `now` and formatted at most once a second. Sessions hold a
+    /// handle to it, because they write their canned answers where the loop is out of reach.
+    date: Rc<DateCache>,
     /// Small buffers a client's request heads are read into (most heads are short, and a
     /// slow client holding one costs little).
     heads: BufferPool,
@@ -235,6 +241,7 @@ impl Proxy {
             held: Vec::new(),
             held_spare: Vec::new(),
             now: Instant::now(),
+            date: Rc::new(DateCache::new(Instant::now(), SystemTime::now())),
             pipelining: vec![pipeline::Pipelining::default(); n],
             vecs: Vec::new(),
             heads: BufferPool::new(HEAD_BUFFER.min(cfg.buffer_size), HEAD_BUFFERS_KEPT),
@@ -272,7 +279,7 @@ impl Proxy {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
-            self.now = Instant::now();
+            self.tick();
             if gather {
                 gathered += 1;
                 if events.is_empty() {
@@ -298,7 +305,7 @@ impl Proxy {
                 self.drive(key);
             }
             self.again.drain(..due);
-            self.now = Instant::now();
+            self.tick();
             self.expire(self.now);
             if let Some(stop) = self.stopped {
                 return Ok(stop);
@@ -354,7 +361,9 @@ impl Proxy {
         let now = Instant::now();
         let deadline = now + self.cfg.head_timeout;
         let timer = self.timers.insert(deadline, Timer::Session(key));
-        let mut session = Box::new(Session::new(sock, peer, self.heads.take(), timer, deadline));
+        let inbuf = self.heads.take();
+        let date = Rc::clone(&self.date);
+        let mut session = Box::new(Session::new(sock, peer, inbuf, timer, deadline, date));
         session.reqhead = self.vecs.pop().unwrap_or_default();
         *session.out.vec() = self.vecs.pop().unwrap_or_default();
         self.clients += 1;
@@ -399,6 +408,12 @@ impl Proxy {
             Some(Conn::Admin(_)) => self.on_admin_event(key),
             Some(Conn::Busy) | None => {}
         }
+    }
+
+    /// Reads the time this part of the turn goes by, and keeps the `Date` in step with it.
+    fn tick(&mut self) {
+        self.now = Instant::now();
+        self.date.refresh(self.now, SystemTime::now);
     }
 
     /// Fires every due timer.

@@ -2,6 +2,7 @@
 //! [`Exchange`], relaying bytes back, tunnelling after an upgrade, and closing politely.
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -11,9 +12,10 @@ use super::ledger::Ledger;
 use super::tunnel::{closing, tunnel};
 use super::upstream::Upstream;
 use super::{rewrite, Conn, Proxy, Timer};
+use crate::http::date::DateCache;
 use crate::http::framing::BodyKind;
 use crate::http::head::{self, Method, Parse, EMPTY_HEADERS};
-use crate::http::response::Canned;
+use crate::http::response::{self, Canned};
 use crate::net::buffer::Buffer;
 use crate::net::io::{self, Io};
 use crate::net::outbox::Outbox;
@@ -89,6 +91,9 @@ pub struct Session {
     pub answered: Option<(Canned, &'static str)>,
     /// The last request's exchange, kept so the next one reuses its allocation.
     pub spare: Option<Box<Exchange>>,
+    /// The loop's `Date`, for [`Session::answer`], which is called where the loop is out of
+    /// reach.
+    pub date: Rc<DateCache>,
 }
 
 /// How a connection ends.
@@ -140,6 +145,7 @@ impl Session {
         inbuf: Buffer,
         timer: TimerId,
         deadline: Instant,
+        date: Rc<DateCache>,
     ) -> Session {
         Session {
             sock,
@@ -163,6 +169,7 @@ impl Session {
             ledger: Ledger::new(deadline),
             answered: None,
             spare: None,
+            date,
         }
     }
 
@@ -188,11 +195,23 @@ impl Session {
         }
     }
 
-    /// Queues a canned answer and moves to closing. A backend connection the session held is
-    /// set aside in `orphan`, for the loop to close: the session cannot reach the slab.
+    /// Queues a canned answer, dated now, and moves to closing. A backend connection the
+    /// session held is set aside in `orphan`, for the loop to close: the session cannot reach
+    /// the slab.
+    ///
+    /// The answer to a HEAD has no body (RFC 9110 §9.3.2). The method is the exchange's once
+    /// a head was parsed; before that (a head refused, or timed out) it is read from the
+    /// buffered request line, so a HEAD refused for a missing `Host` still gets no body. When
+    /// even that is unknown the body is sent: the answer closes the connection, so a client
+    /// reading to the end cannot mistake it for the start of another answer.
     pub fn answer(&mut self, canned: Canned, why: &'static str) {
         if !self.raw {
-            self.out.vec().extend_from_slice(canned.bytes());
+            let head_only = match &self.phase {
+                Phase::Exchange(ex) => ex.meta.method == Method::Head,
+                Phase::Head { .. } => response::is_head_request(self.inbuf.data()),
+                Phase::Tunnel(_) | Phase::Closing(_) => false,
+            };
+            canned.write(self.out.vec(), &self.date.bytes(), head_only);
             self.answered = Some((canned, why));
         }
         let old = std::mem::replace(

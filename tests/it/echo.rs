@@ -5,11 +5,12 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::Hasher;
 use std::io::Write;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rr_proxy::http::head::Method;
 use serde_json::json;
 
+use crate::dates::assert_dated;
 use crate::util::{echo, get, post, run_to_exit, Client, ECHO};
 
 /// Posts `n` bodies one after another on one connection and returns the statuses.
@@ -24,10 +25,14 @@ fn echo_round_trip_is_byte_exact() {
     let server = echo(&["--name", "e1"]);
     let body = br#"{"k":[1,2.5,{"x":"y\u00e9"}],"n":null,"t":true}"#;
     let mut c = server.client();
+    let before = SystemTime::now();
     let r = c.request(&post("/", body));
+    // The Date differs from run to run: checked on its own, then the rest byte for byte.
+    assert_dated(&r, before);
     let want_head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Echo-Instance: e1\r\n\
-         Content-Length: {}\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nDate: {}\r\nContent-Type: application/json\r\n\
+         X-Echo-Instance: e1\r\nContent-Length: {}\r\n\r\n",
+        r.header("Date").unwrap_or_default(),
         body.len()
     );
     assert_eq!(String::from_utf8_lossy(&r.head), want_head);

@@ -4,6 +4,7 @@
 mod admin;
 mod backend;
 mod corpus;
+mod dates;
 mod echo;
 mod health;
 mod ops;

@@ -6,7 +6,7 @@ use crate::echo::reply::{self, Reply};
 use crate::echo::request::{self, HeadStep};
 use crate::http::framing::{BodyDecoder, BodyError, BodyKind};
 use crate::http::head::find_head_end;
-use crate::http::response::CONTINUE;
+use crate::http::response::{is_head_request, CONTINUE};
 use crate::net::buffer::Buffer;
 
 impl Conn {
@@ -58,11 +58,12 @@ impl Conn {
             }
             HeadStep::Bad(e) => self.refuse(e.status(), e.as_str(), sh),
             HeadStep::Ready(head) => {
-                self.input.consume(head.head_len);
                 if matches!(head.body, BodyKind::Length(n) if n > sh.limits.max_body as u64) {
+                    // Refused with the head still buffered, so the refusal knows its method.
                     self.refuse(413, "body larger than the limit", sh);
                     return true;
                 }
+                self.input.consume(head.head_len);
                 if head.expect_continue {
                     self.out.extend_from_slice(CONTINUE);
                 }
@@ -123,6 +124,7 @@ impl Conn {
             req,
             &self.body,
             sh.limits.name.as_bytes(),
+            &sh.date.bytes(),
         );
         if self.body.capacity() > RETAIN {
             self.body = Vec::new();
@@ -137,14 +139,26 @@ impl Conn {
 
     /// Queues an error answer and ends the connection after it: after a refused head or body
     /// there is no telling where the next request would start.
+    ///
+    /// A refused HEAD gets the head alone (RFC 9110 §9.3.2). Its method is the request's once
+    /// the head was read, and before that the buffered request line's; when neither says HEAD
+    /// the body is sent, which is harmless as the connection closes after it.
     fn refuse(&mut self, status: u16, msg: &str, sh: &Shared<'_>) {
+        let head_only = match &self.phase {
+            Phase::Body { req, .. } | Phase::Delayed { req, .. } => req.head_only,
+            _ => is_head_request(self.input.data()),
+        };
         let reply = Reply::error(status, msg);
         reply::write(
             &mut self.out,
             &reply,
-            REFUSED,
+            Pending {
+                head_only,
+                ..REFUSED
+            },
             b"",
             sh.limits.name.as_bytes(),
+            &sh.date.bytes(),
         );
         self.input.clear();
         self.deadline = sh.now + sh.limits.timeout;

@@ -14,6 +14,7 @@ use mio::net::TcpStream;
 use super::behaviour::Behaviour;
 use super::reply::Reply;
 use super::request::{Pending, Persist, Route};
+use crate::http::date::DateCache;
 use crate::http::framing::BodyDecoder;
 use crate::net::buffer::Buffer;
 use crate::net::io::{self as sockio, Io};
@@ -78,6 +79,8 @@ pub struct Shared<'a> {
     pub behaviour: &'a mut Behaviour,
     /// Shared limits.
     pub limits: &'a Limits,
+    /// The `Date` every answer carries, refreshed by the loop once per turn.
+    pub date: &'a DateCache,
 }
 
 /// What the loop should do with a connection after a handler ran.
