@@ -75,12 +75,14 @@ impl Proxy {
             self.note(t);
         }
         let name = self.cfg.backends[up.backend].name.as_str();
+        let date = self.date.bytes();
         let mut edits = rewrite::ResponseEdits {
             backend: self.cfg.backend_header.then_some(name),
             close: false,
             client_version: ex.meta.version,
             dechunk: false,
             switching: false,
+            date: &date,
         };
         let head_len = resp.head_len;
         // Requests queued behind this answer wait only for a final one that is whole here and

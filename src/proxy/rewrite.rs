@@ -138,6 +138,8 @@ pub struct ResponseEdits<'a> {
     pub dechunk: bool,
     /// A `101 Switching Protocols` being passed on: keep `Upgrade`, say `Connection: upgrade`.
     pub switching: bool,
+    /// The time now, for a final answer the backend sent without `Date`.
+    pub date: &'a [u8],
 }
 
 /// Writes the response head the client sees.
@@ -154,8 +156,10 @@ pub fn response_head(out: &mut Vec<u8>, resp: &Response<'_, '_>, edits: Response
     // and no Transfer-Encoding to an HTTP/1.0 client, which cannot read it (RFC 9112 §6.1).
     let bodiless = s < 200 || s == 204;
     let drop_te = edits.dechunk || bodiless || edits.client_version == Version::Http10;
+    let mut dated = false;
     for h in resp.headers {
         let name = h.name;
+        dated |= name.eq_ignore_ascii_case("date");
         if is_hop_by_hop(name, resp.headers, edits.switching)
             || (drop_te && name.eq_ignore_ascii_case("transfer-encoding"))
             || (bodiless && name.eq_ignore_ascii_case("content-length"))
@@ -167,6 +171,10 @@ pub fn response_head(out: &mut Vec<u8>, resp: &Response<'_, '_>, edits: Response
     }
     if let Some(name) = edits.backend {
         field(out, "X-Backend-Server", name.as_bytes());
+    }
+    // RFC 9110 §6.6.1: a recipient with a clock forwarding a response without Date adds one.
+    if !dated && s >= 200 {
+        field(out, "Date", edits.date);
     }
     if edits.switching {
         out.extend_from_slice(b"Connection: upgrade\r\n");
@@ -214,6 +222,7 @@ mod tests {
                 client_version: Version::Http11,
                 dechunk: false,
                 switching: false,
+                date: b"Sun, 06 Nov 1994 08:49:37 GMT",
             };
             response_head(&mut out, &resp, edits);
             let line = String::from_utf8(out).unwrap();
@@ -311,16 +320,17 @@ mod tests {
         client_version: Version::Http11,
         dechunk: false,
         switching: false,
+        date: b"Sun, 06 Nov 1994 08:49:37 GMT",
     };
 
     #[test]
     fn response_fields() {
         let raw = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\n\
-                    X-Hop: 1\r\nTransfer-Encoding: chunked\r\nX-Backend-Server: spoof\r\n\r\n";
+                    X-Hop: 1\r\nTransfer-Encoding: chunked\r\nX-Backend-Server: spoof\r\nDate: d\r\n\r\n";
         let got = rewrite_response(raw, EDITS);
         assert_eq!(
             got,
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Backend-Server: b1:80\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nDate: d\r\nX-Backend-Server: b1:80\r\n\r\n"
         );
         let got = rewrite_response(
             raw,
@@ -333,10 +343,10 @@ mod tests {
         );
         assert_eq!(
             got,
-            "HTTP/1.1 200 OK\r\nX-Backend-Server: b1:80\r\nConnection: close\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nDate: d\r\nX-Backend-Server: b1:80\r\nConnection: close\r\n\r\n"
         );
         let got = rewrite_response(
-            b"HTTP/1.1 204 No Content\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\nDate: d\r\n\r\n",
             ResponseEdits {
                 backend: None,
                 client_version: Version::Http10,
@@ -345,7 +355,7 @@ mod tests {
         );
         assert_eq!(
             got,
-            "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"
+            "HTTP/1.1 204 No Content\r\nDate: d\r\nConnection: keep-alive\r\n\r\n"
         );
     }
 
@@ -354,7 +364,7 @@ mod tests {
         for status in ["204 No Content", "103 Early Hints", "100 Continue"] {
             let raw = format!(
                 "HTTP/1.1 {status}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\
-                 X-A: 1\r\n\r\n"
+                 X-A: 1\r\nDate: d\r\n\r\n"
             );
             let got = rewrite_response(
                 raw.as_bytes(),
@@ -363,10 +373,13 @@ mod tests {
                     ..EDITS
                 },
             );
-            assert_eq!(got, format!("HTTP/1.1 {status}\r\nX-A: 1\r\n\r\n"));
+            assert_eq!(
+                got,
+                format!("HTTP/1.1 {status}\r\nX-A: 1\r\nDate: d\r\n\r\n")
+            );
         }
         // A 304 and a HEAD answer may say what the content would be: kept, for HTTP/1.1.
-        let raw = b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let raw = b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\nDate: d\r\n\r\n";
         let kept = rewrite_response(
             raw,
             ResponseEdits {
@@ -376,8 +389,26 @@ mod tests {
         );
         assert_eq!(
             kept,
-            "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\nDate: d\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn final_answers_without_a_date_get_one() {
+        let edits = ResponseEdits {
+            backend: None,
+            ..EDITS
+        };
+        let got = rewrite_response(b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n", edits);
+        assert_eq!(
+            got,
+            "HTTP/1.1 200 OK\r\nX-A: 1\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n"
+        );
+        // The backend's own is kept, whatever its case; interim answers need none.
+        let got = rewrite_response(b"HTTP/1.1 200 OK\r\ndate: mine\r\n\r\n", edits);
+        assert_eq!(got, "HTTP/1.1 200 OK\r\ndate: mine\r\n\r\n");
+        let got = rewrite_response(b"HTTP/1.1 103 Early Hints\r\n\r\n", edits);
+        assert_eq!(got, "HTTP/1.1 103 Early Hints\r\n\r\n");
     }
 
     #[test]

@@ -211,3 +211,14 @@ fn a_head_through_the_proxy_is_dated_and_bodiless() {
     assert_dated(&r, before);
     assert_dated(&c.request(&get("/healthz")), before);
 }
+
+#[test]
+fn the_proxy_dates_a_backend_answer_that_has_none() {
+    // RFC 9110 §6.6.1: whoever forwards an undated response and has a clock dates it.
+    let b = crate::backend::Backend::ok("x");
+    let p = proxy(&[b.addr], &[]);
+    let before = SystemTime::now();
+    let r = p.client().request(&get("/"));
+    assert_eq!(r.status, 200);
+    assert_dated(&r, before);
+}
