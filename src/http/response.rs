@@ -18,6 +18,8 @@ pub enum Canned {
     PayloadTooLarge,
     /// 414: the request line alone is over the head cap.
     UriTooLong,
+    /// 417: an `Expect` other than `100-continue` (RFC 9110 §10.1.1).
+    ExpectationFailed,
     /// 431: the head is over its size or field-count cap.
     HeaderFieldsTooLarge,
     /// 500: the server failed (rr-echo's simulated errors).
@@ -62,6 +64,7 @@ impl Canned {
             408 => Canned::RequestTimeout,
             413 => Canned::PayloadTooLarge,
             414 => Canned::UriTooLong,
+            417 => Canned::ExpectationFailed,
             431 => Canned::HeaderFieldsTooLarge,
             500 => Canned::InternalError,
             501 => Canned::NotImplemented,
@@ -82,6 +85,7 @@ impl Canned {
             Canned::RequestTimeout => 408,
             Canned::PayloadTooLarge => 413,
             Canned::UriTooLong => 414,
+            Canned::ExpectationFailed => 417,
             Canned::HeaderFieldsTooLarge => 431,
             Canned::InternalError => 500,
             Canned::NotImplemented => 501,
@@ -106,6 +110,9 @@ impl Canned {
                 canned!("413", "Content Too Large", "18", "Content Too Large\n")
             }
             Canned::UriTooLong => canned!("414", "URI Too Long", "13", "URI Too Long\n"),
+            Canned::ExpectationFailed => {
+                canned!("417", "Expectation Failed", "19", "Expectation Failed\n")
+            }
             Canned::HeaderFieldsTooLarge => canned!(
                 "431",
                 "Request Header Fields Too Large",
@@ -151,6 +158,7 @@ pub fn reason(status: u16) -> &'static str {
         408 => "Request Timeout",
         413 => "Content Too Large",
         414 => "URI Too Long",
+        417 => "Expectation Failed",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
@@ -197,8 +205,8 @@ mod tests {
     use crate::http::head::Method;
     use crate::http::head::{parse_response, Parse, EMPTY_HEADERS};
 
-    const ALL: [u16; 13] = [
-        400, 404, 405, 408, 413, 414, 431, 500, 501, 502, 503, 504, 505,
+    const ALL: [u16; 14] = [
+        400, 404, 405, 408, 413, 414, 417, 431, 500, 501, 502, 503, 504, 505,
     ];
 
     #[test]

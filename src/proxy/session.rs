@@ -328,6 +328,12 @@ impl Proxy {
             s.answer(Canned::MethodNotAllowed, "CONNECT is not proxied");
             return Step::Progress;
         }
+        if req.fields.expect_other {
+            // RFC 9110 §10.1.1: an expectation nobody here can meet. Neither the proxy nor a
+            // backend behind it knows any but 100-continue, so the answer is the proxy's.
+            s.answer(Canned::ExpectationFailed, "unsupported expectation");
+            return Step::Progress;
+        }
         s.reqhead.clear();
         rewrite::request_head(&mut s.reqhead, &req, &s.client);
         let meta = Meta::of(&req, s.reqhead.len());
