@@ -484,7 +484,10 @@ impl Proxy {
         };
         let keep = match &s.phase {
             Phase::Head { started } => {
-                if *started || s.served == 0 {
+                // A connection that never sent a byte of this head (a preconnect, a port
+                // scan, an idle keep-alive) is closed without a word, as nginx does: a 408 to
+                // a client that asked nothing would be read as the answer to its next request.
+                if *started {
                     s.answer(Canned::RequestTimeout, "request head timed out");
                     s.deadline = now + LINGER;
                     self.arm(key, &mut s.timer, s.deadline);
