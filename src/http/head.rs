@@ -19,7 +19,8 @@ pub const MAX_HEADERS: usize = 100;
 pub const EMPTY_HEADERS: [httparse::Header<'static>; MAX_HEADERS] =
     [httparse::EMPTY_HEADER; MAX_HEADERS];
 
-/// The protocol version of a message. httparse accepts only these two.
+/// The protocol version of a message: 1.0 or 1.1. A request's `HTTP/1.2` to `HTTP/1.9` is
+/// read as 1.1 (RFC 9110 §2.5); any other version is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Version {
     /// HTTP/1.0: persistent only with `Connection: keep-alive`, never chunked.
@@ -126,7 +127,7 @@ pub enum HeadError {
     TooManyHeaders,
     /// The bytes are not HTTP/1.x syntax (400).
     Syntax(&'static str),
-    /// An HTTP version other than 1.0 or 1.1 (505).
+    /// A well-formed HTTP version of a major version other than 1 (505).
     Version,
     /// A request target in none of the forms its method allows (400).
     BadTarget,
