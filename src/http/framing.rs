@@ -101,6 +101,9 @@ pub struct Fields {
     pub bad_host: bool,
     /// `Expect: 100-continue`.
     pub expect_continue: bool,
+    /// An `Expect` member other than `100-continue`, which nobody on the path can meet
+    /// (RFC 9110 §10.1.1: answered with 417).
+    pub expect_other: bool,
 }
 
 /// Whether a `Host` value is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2), or
@@ -178,10 +181,16 @@ pub fn scan_fields(headers: &[httparse::Header<'_>]) -> Result<Fields, FramingEr
                 f.hosts = f.hosts.saturating_add(1);
                 f.bad_host |= !valid_host(h.value);
             }
-            6 if name.eq_ignore_ascii_case(b"expect")
-                && h.value.eq_ignore_ascii_case(b"100-continue") =>
-            {
-                f.expect_continue = true;
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                // RFC 9110 §10.1.1: `Expect = #expectation`, and `100-continue` is the only
+                // expectation defined; the token is case-insensitive.
+                for item in list_items(h.value) {
+                    if item.eq_ignore_ascii_case(b"100-continue") {
+                        f.expect_continue = true;
+                    } else {
+                        f.expect_other = true;
+                    }
+                }
             }
             7 if name.eq_ignore_ascii_case(b"upgrade") => f.upgrade = true,
             10 if name.eq_ignore_ascii_case(b"connection") => {
@@ -668,8 +677,14 @@ mod tests {
         let f = fields(&[("connection", " close ")]).unwrap();
         assert!(f.close);
         let f = fields(&[("Expect", "100-Continue"), ("Host", "a"), ("Host", "b")]).unwrap();
-        assert!(f.expect_continue);
+        assert!(f.expect_continue && !f.expect_other);
         assert_eq!(f.hosts, 2);
+        let f = fields(&[("Expect", "")]).unwrap();
+        assert!(!f.expect_continue && !f.expect_other);
+        let f = fields(&[("Expect", "100-continue, x-later")]).unwrap();
+        assert!(f.expect_continue && f.expect_other);
+        let f = fields(&[("Expect", "100-continue=1")]).unwrap();
+        assert!(!f.expect_continue && f.expect_other);
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub const MAX_HEADERS: usize = 100;
 pub const EMPTY_HEADERS: [httparse::Header<'static>; MAX_HEADERS] =
     [httparse::EMPTY_HEADER; MAX_HEADERS];
 
-/// The protocol version of a message. httparse accepts only these two.
+/// The protocol version of a message: 1.0 or 1.1. A request's `HTTP/1.2` to `HTTP/1.9` is
+/// read as 1.1 (RFC 9110 §2.5); any other version is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Version {
     /// HTTP/1.0: persistent only with `Connection: keep-alive`, never chunked.
@@ -126,7 +127,7 @@ pub enum HeadError {
     TooManyHeaders,
     /// The bytes are not HTTP/1.x syntax (400).
     Syntax(&'static str),
-    /// An HTTP version other than 1.0 or 1.1 (505).
+    /// A well-formed HTTP version of a major version other than 1 (505).
     Version,
     /// A request target in none of the forms its method allows (400).
     BadTarget,
@@ -177,7 +178,8 @@ impl From<FramingError> for HeadError {
 }
 
 /// Maps httparse's error; `buf` tells a well-formed but unsupported version (505) from a
-/// malformed request line that httparse happens to stop at the version (400).
+/// malformed status line that httparse happens to stop at the version (400). Requests read
+/// their version token themselves (see [`parse_raw`]).
 fn syntax(e: httparse::Error, buf: &[u8]) -> HeadError {
     match e {
         httparse::Error::TooManyHeaders => HeadError::TooManyHeaders,
@@ -192,23 +194,18 @@ fn syntax(e: httparse::Error, buf: &[u8]) -> HeadError {
     }
 }
 
-/// The first line's version token (the last word of a request line, the first of a status
-/// line) reads `HTTP/<digit>.<digit>`.
+/// The status line's version token (its first word) reads `HTTP/<digit>.<digit>`.
 fn looks_like_version(buf: &[u8]) -> bool {
-    let line = buf
-        .split(|&b| b == b'\n')
-        .find(|l| !l.is_empty() && l != b"\r");
-    let Some(line) = line else { return false };
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let is_version = |w: &[u8]| {
-        matches!(w, [b'H', b'T', b'T', b'P', b'/', a, b'.', b]
-            if a.is_ascii_digit() && b.is_ascii_digit())
-    };
-    let mut words = line.split(|&b| b == b' ');
-    let first = words.next().unwrap_or_default();
-    is_version(first)
-        || (line.iter().filter(|&&b| b == b' ').count() == 2
-            && is_version(words.next_back().unwrap_or_default()))
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let word = buf[start..]
+        .split(|&b| matches!(b, b' ' | b'\r' | b'\n'))
+        .next()
+        .unwrap_or_default();
+    matches!(word, [b'H', b'T', b'T', b'P', b'/', a, b'.', b]
+        if a.is_ascii_digit() && b.is_ascii_digit())
 }
 
 /// A parsed request head: views into the caller's bytes and header array, plus what the fields
@@ -221,6 +218,12 @@ pub struct Request<'h, 'b> {
     pub method_str: &'b str,
     /// The request target as sent.
     pub target: &'b str,
+    /// The authority of an absolute-form target (RFC 9112 §3.2.2): it names the origin, so it
+    /// replaces any `Host` when the request is forwarded.
+    pub authority: Option<&'b str>,
+    /// What follows the authority in an absolute-form target (path and query, either may be
+    /// empty); for every other form, the target as sent.
+    pub path: &'b str,
     /// The protocol version.
     pub version: Version,
     /// Every field, in order.
@@ -318,55 +321,203 @@ pub fn parse_request<'h, 'b>(
     max_head: usize,
 ) -> Result<Parse<Request<'h, 'b>>, HeadError> {
     let window = &buf[..buf.len().min(max_head)];
-    let mut req = httparse::Request::new(headers);
-    let head_len = match req.parse(window).map_err(|e| syntax(e, window))? {
-        httparse::Status::Complete(n) => n,
-        httparse::Status::Partial if buf.len() >= max_head => return Err(HeadError::TooLarge),
-        httparse::Status::Partial => return Ok(Parse::Partial),
+    let raw = match parse_raw(window, headers)? {
+        Raw::Complete(raw) => raw,
+        Raw::Partial { .. } if buf.len() >= max_head => return Err(HeadError::TooLarge),
+        Raw::Partial { .. } => return Ok(Parse::Partial),
     };
-    let method_str = req.method.unwrap_or("");
-    let target = req.path.unwrap_or("");
-    let version = Version::from_minor(req.version);
-    let headers: &'h [httparse::Header<'b>] = req.headers;
-    let method = Method::from_token(method_str);
-    check_target(method, target)?;
-    let fields = framing::scan_fields(headers)?;
-    // RFC 9112 §3.2: exactly one Host in HTTP/1.1; at most one in HTTP/1.0; a valid one.
+    let method = Method::from_token(raw.method_str);
+    let target = split_target(method, raw.target)?;
+    let fields = framing::scan_fields(raw.headers)?;
+    // RFC 9112 §3.2: exactly one Host in HTTP/1.1 (even with an absolute-form target); at most
+    // one in HTTP/1.0; a valid one.
+    let version = raw.version;
     if fields.hosts > 1 || (version == Version::Http11 && fields.hosts == 0) || fields.bad_host {
         return Err(HeadError::BadHost);
     }
     let body = framing::request_body(version, &fields)?;
     Ok(Parse::Complete(Request {
         method,
-        method_str,
-        target,
+        method_str: raw.method_str,
+        target: raw.target,
+        authority: target.authority,
+        path: target.path,
         version,
-        headers,
-        head_len,
+        headers: raw.headers,
+        head_len: raw.head_len,
         body,
         fields,
     }))
 }
 
+/// Says early whether `buf`, the start of a request head whose end has not arrived yet, is
+/// already refused, with the error the whole head would get: a TLS handshake, a bad method
+/// token or a bad field line is answered at once instead of at the head deadline. Rules that
+/// need every field (Host, framing) wait for the whole head.
+pub fn check_partial_request(buf: &[u8]) -> Result<(), HeadError> {
+    let mut headers = EMPTY_HEADERS;
+    match parse_raw(buf, &mut headers)? {
+        Raw::Partial {
+            line: Some((method, target)),
+        } => split_target(Method::from_token(method), target).map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
+/// The start line and field lines as httparse reads them, before their meaning is checked.
+struct RawHead<'h, 'b> {
+    method_str: &'b str,
+    target: &'b str,
+    version: Version,
+    headers: &'h [httparse::Header<'b>],
+    head_len: usize,
+}
+
+/// What httparse made of the bytes at hand.
+enum Raw<'h, 'b> {
+    Complete(RawHead<'h, 'b>),
+    /// More bytes are needed; `line` holds the method and target once the request line is
+    /// known to be complete and of a version we take.
+    Partial {
+        line: Option<(&'b str, &'b str)>,
+    },
+}
+
+/// httparse over `window`, taking `HTTP/1.2` to `HTTP/1.9` as HTTP/1.1: RFC 9110 §2.5 asks a
+/// recipient to process a higher minor version of a major version it implements as the
+/// highest minor it implements. httparse refuses them, so on its version error the version
+/// token is read here and, if it is one of those, the field lines are parsed on their own.
+fn parse_raw<'h, 'b>(
+    window: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>],
+) -> Result<Raw<'h, 'b>, HeadError> {
+    let mut req = httparse::Request::new(headers);
+    match req.parse(window) {
+        Ok(httparse::Status::Complete(head_len)) => Ok(Raw::Complete(RawHead {
+            method_str: req.method.unwrap_or(""),
+            target: req.path.unwrap_or(""),
+            version: Version::from_minor(req.version),
+            headers: req.headers,
+            head_len,
+        })),
+        Ok(httparse::Status::Partial) => Ok(Raw::Partial {
+            line: req.version.and(req.method.zip(req.path)),
+        }),
+        Err(httparse::Error::Version) => {
+            let (Some(method_str), Some(target)) = (req.method, req.path) else {
+                return Err(HeadError::Syntax("invalid request line"));
+            };
+            // httparse allows one space between target and version, and `target` lies in
+            // `window`, so the version token starts just past it.
+            let start = target.as_ptr() as usize - window.as_ptr() as usize + target.len() + 1;
+            let Some(line_len) = version_token(window.get(start..).unwrap_or_default())? else {
+                return Ok(Raw::Partial { line: None });
+            };
+            let fields_at = start + line_len;
+            let headers = std::mem::take(&mut req.headers);
+            match httparse::parse_headers(&window[fields_at..], headers) {
+                Ok(httparse::Status::Complete((n, headers))) => Ok(Raw::Complete(RawHead {
+                    method_str,
+                    target,
+                    version: Version::Http11,
+                    headers,
+                    head_len: fields_at + n,
+                })),
+                Ok(httparse::Status::Partial) => Ok(Raw::Partial {
+                    line: Some((method_str, target)),
+                }),
+                Err(e) => Err(syntax(e, window)),
+            }
+        }
+        Err(e) => Err(syntax(e, window)),
+    }
+}
+
+/// Reads a request line's version token that httparse refused, from its first byte to the end
+/// of the line (RFC 9112 §2.3: `HTTP-version = "HTTP/" DIGIT "." DIGIT`). Answers the length
+/// of the token and its line ending for `HTTP/1.2` to `HTTP/1.9`; `None` while the bytes so
+/// far could still become a version line; 505 for another major version; 400 for anything
+/// else (`HTTP/1.10`, `http/1.1`, `HTTP/01.1`, a space).
+fn version_token(rest: &[u8]) -> Result<Option<usize>, HeadError> {
+    const SHAPE: &[u8; 9] = b"HTTP/#.#\r";
+    let malformed = HeadError::Syntax("invalid HTTP version");
+    let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
+        let prefix = rest.len() <= SHAPE.len()
+            && rest.iter().zip(SHAPE).all(|(&b, &s)| match s {
+                b'#' => b.is_ascii_digit(),
+                _ => b == s,
+            });
+        return if prefix { Ok(None) } else { Err(malformed) };
+    };
+    let token = rest[..lf].strip_suffix(b"\r").unwrap_or(&rest[..lf]);
+    match token {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9'] => Ok(Some(lf + 1)),
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            Err(HeadError::Version)
+        }
+        _ => Err(malformed),
+    }
+}
+
+/// The parts of a request target the proxy rewrites.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Target<'b> {
+    /// The authority of an absolute-form target.
+    authority: Option<&'b str>,
+    /// The rest of an absolute-form target, or the whole target of another form.
+    path: &'b str,
+}
+
 /// RFC 9112 §3.2: origin-form (`/path`) or absolute-form (`http://…`) for every method,
-/// asterisk-form only for OPTIONS, authority-form only for CONNECT.
-fn check_target(method: Method, target: &str) -> Result<(), HeadError> {
+/// asterisk-form only for OPTIONS, authority-form only for CONNECT; no fragment in any of them
+/// (RFC 9112 §3.2 has no `#` in its grammar: a fragment is for the client alone). An
+/// absolute-form target is split into its authority and the rest, and refused (RFC 9110 §4.2)
+/// with a scheme other than http or https, an empty host, userinfo (§4.2.4: deprecated, and a
+/// way to make a URI look like it names another host), or a host or port that is not
+/// `uri-host [":" port]`.
+fn split_target(method: Method, target: &str) -> Result<Target<'_>, HeadError> {
     let t = target.as_bytes();
+    let whole = Target {
+        authority: None,
+        path: target,
+    };
+    if t.contains(&b'#') {
+        return Err(HeadError::BadTarget);
+    }
     let ok = match t.first() {
-        Some(b'/') => true,
+        Some(b'/') => return Ok(whole),
         Some(b'*') => method == Method::Options && t.len() == 1,
         Some(_) if method == Method::Connect => !t.contains(&b'/'),
-        Some(_) => {
-            let lower = |n: usize| t.get(..n).map(|p| p.to_ascii_lowercase());
-            lower(7).as_deref() == Some(b"http://") || lower(8).as_deref() == Some(b"https://")
-        }
+        Some(_) => return absolute_form(target).ok_or(HeadError::BadTarget),
         None => false,
     };
     if ok {
-        Ok(())
+        Ok(whole)
     } else {
         Err(HeadError::BadTarget)
     }
+}
+
+/// Splits `http://authority/rest` (scheme in any case), or `None` if it is not one we take.
+fn absolute_form(target: &str) -> Option<Target<'_>> {
+    let scheme_len = target.find("://")?;
+    let scheme = &target[..scheme_len];
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let rest = &target[scheme_len + 3..];
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let host_empty = authority.is_empty() || authority.starts_with(':');
+    if host_empty || authority.contains('@') || !framing::valid_host(authority.as_bytes()) {
+        return None;
+    }
+    Some(Target {
+        authority: Some(authority),
+        path,
+    })
 }
 
 /// Parses a response head from the start of `buf`, looking at no more than `max_head` bytes.
@@ -470,6 +621,27 @@ mod tests {
             ),
             // RFC 9112 §2.2: a bare LF may end a line.
             (b"GET / HTTP/1.1\nHost: a\n\n", (Get, Http11, Empty, true)),
+            // RFC 9110 §2.5: a higher minor version is read as the highest we implement.
+            (
+                b"GET / HTTP/1.2\r\nHost: a\r\n\r\n",
+                (Get, Http11, Empty, true),
+            ),
+            (
+                b"POST / HTTP/1.9\nHost: a\nContent-Length: 2\n\nhi",
+                (Post, Http11, Length(2), true),
+            ),
+            (
+                b"\r\nGET / HTTP/1.5\r\nHost: a\r\nConnection: close\r\n\r\n",
+                (Get, Http11, Empty, false),
+            ),
+            (
+                b"GET HTTPS://b.example:81/p?q HTTP/1.1\r\nHost: a\r\n\r\n",
+                (Get, Http11, Empty, true),
+            ),
+            (
+                b"GET http://b HTTP/1.0\r\n\r\n",
+                (Get, Http10, Empty, false),
+            ),
         ];
         for (raw, want) in cases {
             match req(raw) {
@@ -503,13 +675,36 @@ mod tests {
             (b"GET / HTTP/1.1\r\nX\x01: a\r\nHost: a\r\n\r\n", 400),
             (b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
             (b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
-            // Version.
+            // Version (RFC 9112 §2.3: "HTTP/" DIGIT "." DIGIT, case-sensitive).
             (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
-            (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505),
+            (b"GET / HTTP/0.9\r\nHost: a\r\n\r\n", 505),
+            (b"GET / HTTP/3.0\nHost: a\n\n", 505),
+            (b"GET / HTTP/1.10\r\nHost: a\r\n\r\n", 400),
+            (b"GET / HTTP/01.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET / http/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET / HTTP/1.2 \r\nHost: a\r\n\r\n", 400),
+            (b"GET / HTTP/1.2\rHost: a\r\n\r\n", 400),
+            (b"GET / HTTP/1.\r\nHost: a\r\n\r\n", 400),
+            (b"GET / x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET / HTTP/1.2\r\nHost : a\r\n\r\n", 400),
+            (b"GET / HTTP/1.3\r\n\r\n", 400), // read as 1.1, so Host is required
             // Target forms.
             (b"GET a HTTP/1.1\r\nHost: a\r\n\r\n", 400),
             (b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
             (b"GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET /#x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET http://b/p#x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET http:///p HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET http://:80/p HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET http:// HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET http://u:p@b/p HTTP/1.1\r\nHost: b\r\n\r\n", 400),
+            (b"GET http://@b/p HTTP/1.1\r\nHost: b\r\n\r\n", 400),
+            (b"GET http://b:8x/p HTTP/1.1\r\nHost: b\r\n\r\n", 400),
+            (b"GET http://b%zz/ HTTP/1.1\r\nHost: b\r\n\r\n", 400),
+            (b"GET http:/b/p HTTP/1.1\r\nHost: b\r\n\r\n", 400),
+            (b"GET httpx://b/p HTTP/1.1\r\nHost: b\r\n\r\n", 400),
+            (b"GET http://b/p HTTP/1.1\r\n\r\n", 400), // still needs Host
             // Host.
             (b"GET / HTTP/1.1\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
@@ -538,6 +733,146 @@ mod tests {
         ];
         for (raw, status) in cases {
             assert_eq!(err(raw), *status, "{:?}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn absolute_form_is_split_into_authority_and_path() {
+        let cases: &[(&[u8], Option<&str>, &str)] = &[
+            (
+                b"GET http://b.example:81/p?q=1 HTTP/1.1\r\nHost: a\r\n\r\n",
+                Some("b.example:81"),
+                "/p?q=1",
+            ),
+            (b"GET Http://b HTTP/1.1\r\nHost: a\r\n\r\n", Some("b"), ""),
+            (
+                b"GET https://b?q HTTP/1.1\r\nHost: a\r\n\r\n",
+                Some("b"),
+                "?q",
+            ),
+            (
+                b"GET http://[::1]:8080/x HTTP/1.1\r\nHost: a\r\n\r\n",
+                Some("[::1]:8080"),
+                "/x",
+            ),
+            (b"GET /p?q HTTP/1.1\r\nHost: a\r\n\r\n", None, "/p?q"),
+            (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", None, "*"),
+        ];
+        for (raw, authority, path) in cases {
+            let mut h = EMPTY_HEADERS;
+            let Ok(Parse::Complete(r)) = parse_request(raw, &mut h, DEFAULT_MAX_HEAD) else {
+                panic!("{:?} not parsed", String::from_utf8_lossy(raw));
+            };
+            assert_eq!((r.authority, r.path), (*authority, *path));
+        }
+    }
+
+    #[test]
+    fn higher_minor_versions_keep_their_fields() {
+        let mut h = EMPTY_HEADERS;
+        let raw = b"PUT /x HTTP/1.7\r\nHost: a\r\nX-A: 1\r\n\r\nrest";
+        let Ok(Parse::Complete(r)) = parse_request(raw, &mut h, DEFAULT_MAX_HEAD) else {
+            panic!("not parsed")
+        };
+        assert_eq!(
+            (r.method_str, r.target, r.version),
+            ("PUT", "/x", Version::Http11)
+        );
+        assert_eq!(
+            (r.headers.len(), r.headers[1].name, r.head_len),
+            (2, "X-A", 36)
+        );
+        // Cut short anywhere, it waits; over the cap, it is too large.
+        for cut in 0..36 {
+            let mut h = EMPTY_HEADERS;
+            let got = parse_request(&raw[..cut], &mut h, DEFAULT_MAX_HEAD)
+                .map(|p| matches!(p, Parse::Partial));
+            assert_eq!(got.ok(), Some(true), "cut {cut}");
+        }
+        let mut h = EMPTY_HEADERS;
+        assert_eq!(
+            parse_request(&raw[..30], &mut h, 30).map(|_| ()),
+            Err(HeadError::TooLarge)
+        );
+    }
+
+    /// Bytes a whole head would be refused for are refused as soon as they arrive, with the
+    /// same status.
+    #[test]
+    fn partial_heads_are_refused_early() {
+        let cases: &[(&[u8], u16)] = &[
+            (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400), // TLS ClientHello
+            (b"G(T /x HTTP/1.1", 400),
+            (b"GET /x HTTP/1.1\r\nHost : a", 400),
+            (b"GET /x HTTP/1.1\r\nHost: a\r\nX\x01", 400),
+            (b"GET /x HTTP/2.0\r\n", 505),
+            (b"GET /x HTTP/1.10", 400),
+            (b"GET /x HTTP/1.1x", 400),
+            (b"GET /x http", 400),
+            (b"GET /a#b HTTP/1.1\r\n", 400),
+            (b"GET /a#b HTTP/1.9\r\n", 400),
+            (b"GET http://u@b/ HTTP/1.1\r\nHo", 400),
+            (b"GET * HTTP/1.1\n", 400),
+        ];
+        for (raw, status) in cases {
+            assert_eq!(
+                check_partial_request(raw).map_err(HeadError::status),
+                Err(*status),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        let waiting: &[&[u8]] = &[
+            b"",
+            b"G",
+            b"GET /a#b",          // the version may still be 2.0, which is a 505
+            b"GET /x HTTP/2",     // the line may still be HTTP/2.0 or garbage
+            b"GET /x HTTP/1.2\r", // the version line may still end well
+            b"GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n", // Host rules need every field
+            b"POST / HTTP/1.1\r\nContent-Length: x\r\n",
+        ];
+        for raw in waiting {
+            assert_eq!(
+                check_partial_request(raw),
+                Ok(()),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    /// The early check never refuses a prefix of a head the parser takes, and never answers a
+    /// prefix with another status than the whole head gets.
+    #[test]
+    fn early_and_late_verdicts_agree() {
+        let heads: &[&[u8]] = &[
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.4\r\nHost: a\r\n\r\n",
+            b"GET http://b:1/p HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\n",
+            b"OPTIONS * HTTP/1.0\n\n",
+            b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/0.9\r\n\r\n",
+            b"GET / HTTP/1.10\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/21.1\r\nHost: a\r\n\r\n",
+            b"GET /#x HTTP/3.0\r\nHost: a\r\n\r\n",
+            b"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /x HTTP/1.1\r\nHost : a\r\n\r\n",
+            b"GET /x HTTP/1.1\r\n\r\n",
+            b"G(T /x HTTP/1.1\r\nHost: a\r\n\r\n",
+        ];
+        for raw in heads {
+            let mut h = EMPTY_HEADERS;
+            let whole = parse_request(raw, &mut h, DEFAULT_MAX_HEAD).map(|_| ());
+            for cut in 0..raw.len() {
+                if let Err(e) = check_partial_request(&raw[..cut]) {
+                    let show = String::from_utf8_lossy(&raw[..cut]);
+                    assert_eq!(
+                        whole.map_err(HeadError::status),
+                        Err(e.status()),
+                        "{show:?}"
+                    );
+                }
+            }
         }
     }
 

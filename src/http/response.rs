@@ -21,6 +21,8 @@ pub enum Canned {
     PayloadTooLarge,
     /// 414: the request line alone is over the head cap.
     UriTooLong,
+    /// 417: an `Expect` other than `100-continue` (RFC 9110 §10.1.1).
+    ExpectationFailed,
     /// 431: the head is over its size or field-count cap.
     HeaderFieldsTooLarge,
     /// 500: the server failed.
@@ -44,13 +46,14 @@ pub const PROXY_ALLOW: &[u8] = b"GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, P
 
 impl Canned {
     /// Every canned answer.
-    pub const ALL: [Canned; 13] = [
+    pub const ALL: [Canned; 14] = [
         Canned::BadRequest,
         Canned::NotFound,
         Canned::MethodNotAllowed,
         Canned::RequestTimeout,
         Canned::PayloadTooLarge,
         Canned::UriTooLong,
+        Canned::ExpectationFailed,
         Canned::HeaderFieldsTooLarge,
         Canned::InternalError,
         Canned::NotImplemented,
@@ -74,6 +77,7 @@ impl Canned {
             Canned::RequestTimeout => 408,
             Canned::PayloadTooLarge => 413,
             Canned::UriTooLong => 414,
+            Canned::ExpectationFailed => 417,
             Canned::HeaderFieldsTooLarge => 431,
             Canned::InternalError => 500,
             Canned::NotImplemented => 501,
@@ -136,6 +140,7 @@ pub fn reason(status: u16) -> &'static str {
         408 => "Request Timeout",
         413 => "Content Too Large",
         414 => "URI Too Long",
+        417 => "Expectation Failed",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",

@@ -27,7 +27,8 @@ pub struct Meta {
     pub expect_continue: bool,
     /// The client asked to switch protocols.
     pub upgrade: bool,
-    /// The request has no `Host` (HTTP/1.0): the backend's name is sent instead.
+    /// The request has no `Host` and no absolute-form target to take one from (HTTP/1.0):
+    /// the backend's name is sent instead.
     pub needs_host: bool,
     /// Length of the rewritten head before its per-backend ending.
     pub head_base: usize,
@@ -40,7 +41,7 @@ impl Meta {
     /// Takes what matters from a parsed request whose rewritten head is `head_base` long.
     pub fn of(req: &Request<'_, '_>, head_base: usize) -> Meta {
         Meta {
-            needs_host: req.fields.hosts == 0,
+            needs_host: req.fields.hosts == 0 && req.authority.is_none(),
             head_base,
             raw: false,
             method: req.method,

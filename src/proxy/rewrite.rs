@@ -5,8 +5,8 @@
 use std::io::Write;
 use std::net::IpAddr;
 
-use crate::http::framing::list_items;
-use crate::http::head::{Request, Response, Version};
+use crate::http::framing::{list_items, BodyKind};
+use crate::http::head::{Method, Request, Response, Version};
 
 /// Fields that describe one hop and never pass a proxy (RFC 9110 §7.6.1), plus the ones the
 /// proxy writes itself. `Transfer-Encoding` is not here: chunked bodies pass through as they
@@ -72,23 +72,49 @@ impl ClientAddr {
     }
 }
 
+/// The name the proxy gives itself in `Via` (RFC 9110 §7.6.3 allows a pseudonym in place of
+/// a host name; the backends need not learn the proxy's address from it).
+const VIA_NAME: &[u8] = b"rr-proxy";
+
 /// Writes the request head the backend sees, all but its blank last line (see [`end_head`]):
 /// always HTTP/1.1 (the proxy keeps its backend connections alive whatever the client speaks),
 /// hop-by-hop fields removed, `Expect` removed (the proxy answers `100 Continue` itself),
-/// `X-Forwarded-For` extended with the client's address and `X-Forwarded-Proto` set.
+/// `X-Forwarded-For` extended with the client's address, `X-Forwarded-Proto` set, and `Via`
+/// extended with the proxy (RFC 9110 §7.6.3: a proxy MUST send it on forwarded messages).
+///
+/// An absolute-form target is sent in origin-form, which every server understands, and its
+/// authority becomes `Host` in place of the client's (RFC 9112 §3.2.2: a server MUST ignore
+/// Host and use the target's authority, so the backend must see what the proxy went by).
+///
+/// A chunked body's `Transfer-Encoding` is sent as one line listing the codings without empty
+/// elements, so a backend that reads one line, or trips on `,chunked`, frames the body as the
+/// proxy did.
 pub fn request_head(out: &mut Vec<u8>, req: &Request<'_, '_>, client: &ClientAddr) {
     let upgrade = req.is_upgrade();
     out.extend_from_slice(req.method_str.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(req.target.as_bytes());
+    write_target(out, req);
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut forwarded_for = false;
+    if let Some(authority) = req.authority {
+        field(out, "Host", authority.as_bytes());
+    }
+    let chunked = req.body == BodyKind::Chunked;
+    let mut coding_written = false;
+    let (mut forwarded_for, mut via) = (false, false);
     for h in req.headers {
         let name = h.name;
         if is_hop_by_hop(name, req.headers, upgrade)
             || name.eq_ignore_ascii_case("expect")
             || name.eq_ignore_ascii_case("x-forwarded-proto")
+            || (req.authority.is_some() && name.eq_ignore_ascii_case("host"))
         {
+            continue;
+        }
+        if chunked && name.eq_ignore_ascii_case("transfer-encoding") {
+            if !coding_written {
+                coding_written = true;
+                write_codings(out, req.headers);
+            }
             continue;
         }
         if name.eq_ignore_ascii_case("x-forwarded-for") {
@@ -96,22 +122,75 @@ pub fn request_head(out: &mut Vec<u8>, req: &Request<'_, '_>, client: &ClientAdd
             forwarded_for = true;
             continue;
         }
+        if name.eq_ignore_ascii_case("via") {
+            via = true; // appended below, like X-Forwarded-For
+            continue;
+        }
         field(out, name, h.value);
     }
     out.extend_from_slice(b"X-Forwarded-For: ");
     if forwarded_for {
-        for h in req.headers {
-            if h.name.eq_ignore_ascii_case("x-forwarded-for") {
-                out.extend_from_slice(h.value);
-                out.extend_from_slice(b", ");
-            }
-        }
+        write_values(out, req.headers, "x-forwarded-for");
     }
     out.extend_from_slice(client.as_bytes());
-    out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\n");
+    out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\nVia: ");
+    if via {
+        write_values(out, req.headers, "via");
+    }
+    // RFC 9110 §7.6.3: the protocol the request was received with; "HTTP/" may be left out.
+    out.extend_from_slice(match req.version {
+        Version::Http10 => b"1.0 ",
+        Version::Http11 => b"1.1 ",
+    });
+    out.extend_from_slice(VIA_NAME);
+    out.extend_from_slice(b"\r\n");
     if upgrade {
         out.extend_from_slice(b"Connection: upgrade\r\n");
     }
+}
+
+/// The request target in origin-form: an absolute-form target loses its scheme and authority
+/// and gets `/` for an empty path (RFC 9112 §3.2.1), or `*` for an OPTIONS request without
+/// path or query (RFC 9112 §3.2.4); any other form is sent as received.
+fn write_target(out: &mut Vec<u8>, req: &Request<'_, '_>) {
+    if req.authority.is_none() {
+        out.extend_from_slice(req.target.as_bytes());
+    } else if req.path.is_empty() && req.method == Method::Options {
+        out.push(b'*');
+    } else {
+        if !req.path.starts_with('/') {
+            out.push(b'/');
+        }
+        out.extend_from_slice(req.path.as_bytes());
+    }
+}
+
+/// Every value of the fields called `name`, in order, each followed by `, `.
+fn write_values(out: &mut Vec<u8>, all: &[httparse::Header<'_>], name: &str) {
+    for h in all.iter().filter(|h| h.name.eq_ignore_ascii_case(name)) {
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b", ");
+    }
+}
+
+/// One `Transfer-Encoding` line with every coding of every line, in order, read with the same
+/// list rules the framing decision used ([`list_items`]: empty elements and whitespace gone).
+fn write_codings(out: &mut Vec<u8>, all: &[httparse::Header<'_>]) {
+    out.extend_from_slice(b"Transfer-Encoding: ");
+    let mut first = true;
+    for h in all {
+        if !h.name.eq_ignore_ascii_case("transfer-encoding") {
+            continue;
+        }
+        for coding in list_items(h.value) {
+            if !first {
+                out.extend_from_slice(b", ");
+            }
+            first = false;
+            out.extend_from_slice(coding);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Ends a head written by [`request_head`] for one particular backend: an HTTP/1.0 request
@@ -243,7 +322,8 @@ mod tests {
             &ClientAddr::new("10.0.0.9".parse().unwrap()),
         );
         let base = out.len();
-        end_head(&mut out, base, (req.fields.hosts == 0).then_some("b:1"));
+        let needs_host = req.fields.hosts == 0 && req.authority.is_none();
+        end_head(&mut out, base, needs_host.then_some("b:1"));
         String::from_utf8(out).unwrap()
     }
 
@@ -258,7 +338,7 @@ mod tests {
         assert_eq!(
             got,
             "GET /a HTTP/1.1\r\nHost: h\r\nX-Keep: yes\r\nX-Forwarded-For: 10.0.0.9\r\n\
-             X-Forwarded-Proto: http\r\n\r\n"
+             X-Forwarded-Proto: http\r\nVia: 1.0 rr-proxy\r\n\r\n"
         );
     }
 
@@ -268,8 +348,99 @@ mod tests {
         assert_eq!(
             got,
             "GET / HTTP/1.1\r\nX-Forwarded-For: 10.0.0.9\r\nX-Forwarded-Proto: http\r\n\
-             Host: b:1\r\n\r\n"
+             Via: 1.0 rr-proxy\r\nHost: b:1\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn absolute_form_is_sent_in_origin_form_with_its_authority_as_host() {
+        let cases = [
+            (
+                "GET http://b.example:81/p?q=1 HTTP/1.1\r\nhost: a.example\r\nX: 1\r\n\r\n",
+                "GET /p?q=1 HTTP/1.1\r\nHost: b.example:81\r\nX: 1\r\n",
+            ),
+            (
+                "GET HTTPS://b HTTP/1.1\r\nHost: a\r\n\r\n",
+                "GET / HTTP/1.1\r\nHost: b\r\nX-Forwarded-For",
+            ),
+            (
+                "GET http://b?x=1 HTTP/1.1\r\nHost: b\r\n\r\n",
+                "GET /?x=1 HTTP/1.1\r\nHost: b\r\nX-Forwarded-For",
+            ),
+            // RFC 9112 §3.2.4: OPTIONS to an origin with an empty path asks about the server.
+            (
+                "OPTIONS http://b:8080 HTTP/1.1\r\nHost: b:8080\r\n\r\n",
+                "OPTIONS * HTTP/1.1\r\nHost: b:8080\r\nX-Forwarded-For",
+            ),
+            (
+                "OPTIONS http://b/ HTTP/1.1\r\nHost: b\r\n\r\n",
+                "OPTIONS / HTTP/1.1\r\nHost: b\r\nX-Forwarded-For",
+            ),
+            // An HTTP/1.0 request without Host takes it from the target, not the backend.
+            (
+                "GET http://b.example/ HTTP/1.0\r\n\r\n",
+                "GET / HTTP/1.1\r\nHost: b.example\r\nX-Forwarded-For",
+            ),
+            // Other forms pass as they are.
+            (
+                "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+                "OPTIONS * HTTP/1.1\r\nHost: h\r\nX-Forwarded-For",
+            ),
+        ];
+        for (raw, start) in cases {
+            let got = rewrite_request(raw.as_bytes());
+            assert!(got.starts_with(start), "{raw:?} became {got:?}");
+            assert_eq!(
+                got.to_ascii_lowercase().matches("\r\nhost:").count(),
+                1,
+                "{got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn via_names_the_proxy_after_earlier_hops() {
+        let got = rewrite_request(
+            b"GET / HTTP/1.1\r\nVia: 1.1 a\r\nHost: h\r\nvia: 1.0 b, 1.1 c\r\n\r\n",
+        );
+        assert!(
+            got.contains("\r\nVia: 1.1 a, 1.0 b, 1.1 c, 1.1 rr-proxy\r\n"),
+            "{got}"
+        );
+        assert_eq!(got.to_ascii_lowercase().matches("via:").count(), 1, "{got}");
+        // The version the request came with, even when it is read as 1.1.
+        let got = rewrite_request(b"GET / HTTP/1.0\r\n\r\n");
+        assert!(got.contains("\r\nVia: 1.0 rr-proxy\r\n"), "{got}");
+        let got = rewrite_request(b"GET / HTTP/1.3\r\nHost: h\r\n\r\n");
+        assert!(got.contains("\r\nVia: 1.1 rr-proxy\r\n"), "{got}");
+    }
+
+    #[test]
+    fn transfer_codings_are_sent_as_one_clean_line() {
+        let cases = [
+            ("Transfer-Encoding: ,chunked\r\n", "chunked"),
+            ("Transfer-Encoding: chunked,\r\n", "chunked"),
+            ("transfer-encoding:  \tCHUNKED \r\n", "CHUNKED"),
+            (
+                "Transfer-Encoding: gzip\r\nX: 1\r\nTransfer-Encoding: chunked\r\n",
+                "gzip, chunked",
+            ),
+            (
+                "Transfer-Encoding: gzip ,, deflate\r\nTransfer-Encoding:\r\nTransfer-Encoding: , chunked\r\n",
+                "gzip, deflate, chunked",
+            ),
+        ];
+        for (fields, want) in cases {
+            let raw = format!("POST / HTTP/1.1\r\nHost: h\r\n{fields}\r\n");
+            let got = rewrite_request(raw.as_bytes());
+            let line = format!("\r\nTransfer-Encoding: {want}\r\n");
+            assert!(got.contains(&line), "{fields:?} became {got:?}");
+            let lines = got
+                .to_ascii_lowercase()
+                .matches("transfer-encoding")
+                .count();
+            assert_eq!(lines, 1, "{got:?}");
+        }
     }
 
     #[test]

@@ -303,6 +303,18 @@ impl Proxy {
         let max_head = self.cfg.max_head;
         let data = s.inbuf.data();
         if head::find_head_end(data, s.scanned).is_none() {
+            // Bytes that can never start a valid head (a TLS handshake, a bad field line) are
+            // refused now rather than at the head deadline. The partial head is parsed again
+            // only on its first bytes and when a line was completed: a head that trickles in
+            // costs a parse per line (at most MAX_HEADERS of them), not per byte.
+            let fresh = &data[s.scanned.min(data.len())..];
+            if s.scanned == 0 || fresh.contains(&b'\n') {
+                let window = &data[..data.len().min(max_head)];
+                if let Err(e) = head::check_partial_request(window) {
+                    refuse(s, e);
+                    return Step::Progress;
+                }
+            }
             s.scanned = data.len();
             if s.inbuf.is_full() && data.len() < max_head && self.grow(&mut s.inbuf) {
                 return Step::Progress; // a long head: room to read the rest of it
@@ -327,14 +339,18 @@ impl Proxy {
                 return Step::Idle;
             }
             Err(e) => {
-                log::debug!("{}: bad request: {e}", s.peer);
-                let canned = Canned::for_status(e.status()).unwrap_or(Canned::BadRequest);
-                s.answer(canned, e.as_str());
+                refuse(s, e);
                 return Step::Progress;
             }
         };
         if req.method == Method::Connect {
             s.answer(Canned::MethodNotAllowed, "CONNECT is not proxied");
+            return Step::Progress;
+        }
+        if req.fields.expect_other {
+            // RFC 9110 §10.1.1: an expectation nobody here can meet. Neither the proxy nor a
+            // backend behind it knows any but 100-continue, so the answer is the proxy's.
+            s.answer(Canned::ExpectationFailed, "unsupported expectation");
             return Step::Progress;
         }
         s.reqhead.clear();
@@ -487,7 +503,10 @@ impl Proxy {
         };
         let keep = match &s.phase {
             Phase::Head { started } => {
-                if *started || s.served == 0 {
+                // A connection that never sent a byte of this head (a preconnect, a port
+                // scan, an idle keep-alive) is closed without a word, as nginx does: a 408 to
+                // a client that asked nothing would be read as the answer to its next request.
+                if *started {
                     s.answer(Canned::RequestTimeout, "request head timed out");
                     s.deadline = now + LINGER;
                     self.arm(key, &mut s.timer, s.deadline);
@@ -506,6 +525,13 @@ impl Proxy {
             self.close_session(key, s);
         }
     }
+}
+
+/// Answers a request head that cannot be served with the status its error calls for.
+fn refuse(s: &mut Session, e: head::HeadError) {
+    log::debug!("{}: bad request: {e}", s.peer);
+    let canned = Canned::for_status(e.status()).unwrap_or(Canned::BadRequest);
+    s.answer(canned, e.as_str());
 }
 
 /// Reads from the client while it has bytes and there is room for them.

@@ -3,6 +3,7 @@
 
 mod admin;
 mod backend;
+mod conformance;
 mod corpus;
 mod dates;
 mod echo;
