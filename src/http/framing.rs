@@ -104,6 +104,21 @@ pub struct Fields {
     /// An `Expect` member other than `100-continue`, which nobody on the path can meet
     /// (RFC 9110 §10.1.1: answered with 417).
     pub expect_other: bool,
+    /// The first valid `Max-Forwards` (RFC 9110 §7.6.2: `1*DIGIT`); one that is not a number
+    /// is ignored. Only OPTIONS and TRACE heed it.
+    pub max_forwards: Option<u32>,
+}
+
+/// A `Max-Forwards` value: digits, held at `u32::MAX` if longer (only "is it 0" and "one
+/// less" matter). None for anything else.
+pub fn parse_max_forwards(v: &[u8]) -> Option<u32> {
+    let v = v.trim_ascii();
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(v.iter().fold(0u32, |n, &d| {
+        n.saturating_mul(10).saturating_add(u32::from(d - b'0'))
+    }))
 }
 
 /// Whether a `Host` value is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2), or
@@ -193,6 +208,9 @@ pub fn scan_fields(headers: &[httparse::Header<'_>]) -> Result<Fields, FramingEr
                 }
             }
             7 if name.eq_ignore_ascii_case(b"upgrade") => f.upgrade = true,
+            12 if name.eq_ignore_ascii_case(b"max-forwards") && f.max_forwards.is_none() => {
+                f.max_forwards = parse_max_forwards(h.value);
+            }
             10 if name.eq_ignore_ascii_case(b"connection") => {
                 for token in list_items(h.value) {
                     if token.eq_ignore_ascii_case(b"close") {
@@ -484,6 +502,27 @@ impl BodyDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_forwards_values() {
+        for (v, want) in [
+            (&b"0"[..], Some(0)),
+            (b" 12 ", Some(12)),
+            (b"007", Some(7)),
+            (b"99999999999999999999", Some(u32::MAX)),
+            (b"", None),
+            (b"-1", None),
+            (b"1,2", None),
+            (b"0x1", None),
+        ] {
+            assert_eq!(
+                parse_max_forwards(v),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(v)
+            );
+        }
+    }
 
     #[test]
     fn host_values() {

@@ -5,7 +5,6 @@ use std::time::{Instant, SystemTime};
 
 use super::session::Session;
 use super::Proxy;
-use crate::http::response::Canned;
 use crate::logging::{self, AccessRecord};
 
 /// One request's account.
@@ -81,10 +80,10 @@ impl Proxy {
     pub(super) fn record_answer(
         &mut self,
         s: &mut Session,
-        answer: (Canned, &'static str),
+        answer: (u16, &'static str),
         now: Instant,
     ) {
-        s.ledger.status = answer.0.status();
+        s.ledger.status = answer.0;
         s.ledger.backend = None;
         self.record(s, Some(answer.1), now);
     }

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::net::IpAddr;
 
-use crate::http::framing::{list_items, BodyKind};
+use crate::http::framing::{list_items, parse_max_forwards, BodyKind};
 use crate::http::head::{Method, Request, Response, Version};
 
 /// Fields that describe one hop and never pass a proxy (RFC 9110 §7.6.1), plus the ones the
@@ -99,6 +99,7 @@ pub fn request_head(out: &mut Vec<u8>, req: &Request<'_, '_>, client: &ClientAdd
         field(out, "Host", authority.as_bytes());
     }
     let chunked = req.body == BodyKind::Chunked;
+    let hop_limited = matches!(req.method, Method::Options | Method::Trace);
     let mut coding_written = false;
     let (mut forwarded_for, mut via) = (false, false);
     for h in req.headers {
@@ -126,6 +127,13 @@ pub fn request_head(out: &mut Vec<u8>, req: &Request<'_, '_>, client: &ClientAdd
             via = true; // appended below, like X-Forwarded-For
             continue;
         }
+        if hop_limited && name.eq_ignore_ascii_case("max-forwards") {
+            // RFC 9110 §7.6.2: one less for the next hop (0 was answered here).
+            if let Some(n) = parse_max_forwards(h.value) {
+                let _ = write!(out, "Max-Forwards: {}\r\n", n.saturating_sub(1));
+                continue;
+            }
+        }
         field(out, name, h.value);
     }
     out.extend_from_slice(b"X-Forwarded-For: ");
@@ -147,6 +155,26 @@ pub fn request_head(out: &mut Vec<u8>, req: &Request<'_, '_>, client: &ClientAdd
     if upgrade {
         out.extend_from_slice(b"Connection: upgrade\r\n");
     }
+}
+
+/// The content of the proxy's answer to a TRACE it may not forward (RFC 9110 §9.3.8): the
+/// request as received, less the fields likely to carry credentials, which the RFC asks the
+/// last recipient to leave out.
+pub fn trace_echo(out: &mut Vec<u8>, req: &Request<'_, '_>) {
+    out.extend_from_slice(req.method_str.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(req.target.as_bytes());
+    out.extend_from_slice(match req.version {
+        Version::Http10 => b" HTTP/1.0\r\n",
+        Version::Http11 => b" HTTP/1.1\r\n",
+    });
+    const SECRET: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
+    for h in req.headers {
+        if !SECRET.iter().any(|n| h.name.eq_ignore_ascii_case(n)) {
+            field(out, h.name, h.value);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The request target in origin-form: an absolute-form target loses its scheme and authority
@@ -308,6 +336,27 @@ mod tests {
             let want = format!("HTTP/1.1 {} {}\r\n", resp.status, resp.reason);
             assert!(line.starts_with(&want), "{line:?}");
         }
+    }
+
+    #[test]
+    fn max_forwards_counts_down_for_options_and_trace_only() {
+        let got = rewrite_request(b"OPTIONS * HTTP/1.1\r\nHost: a\r\nMax-Forwards: 10\r\n\r\n");
+        assert!(got.contains("\r\nMax-Forwards: 9\r\n"), "{got}");
+        let got = rewrite_request(b"GET / HTTP/1.1\r\nHost: a\r\nMax-Forwards: 10\r\n\r\n");
+        assert!(got.contains("\r\nMax-Forwards: 10\r\n"), "{got}");
+    }
+
+    #[test]
+    fn trace_echo_leaves_out_credentials() {
+        let raw =
+            b"TRACE /t HTTP/1.1\r\nHost: a\r\nAuthorization: x\r\nCookie: y\r\nX-A: 1\r\n\r\n";
+        let mut h = EMPTY_HEADERS;
+        let Ok(Parse::Complete(req)) = parse_request(raw, &mut h, 4096) else {
+            panic!("bad test request")
+        };
+        let mut out = Vec::new();
+        trace_echo(&mut out, &req);
+        assert_eq!(out, b"TRACE /t HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n\r\n");
     }
 
     fn rewrite_request(raw: &[u8]) -> String {

@@ -14,7 +14,7 @@ use super::upstream::Upstream;
 use super::{rewrite, Conn, Proxy, Timer};
 use crate::http::date::DateCache;
 use crate::http::framing::BodyKind;
-use crate::http::head::{self, Method, Parse, EMPTY_HEADERS};
+use crate::http::head::{self, Method, Parse, Request, EMPTY_HEADERS};
 use crate::http::response::{self, Canned};
 use crate::net::buffer::Buffer;
 use crate::net::io::{self, Io};
@@ -88,7 +88,7 @@ pub struct Session {
     /// The current request's account.
     pub ledger: Ledger,
     /// A canned answer queued by [`Session::answer`] and why, waiting to be recorded.
-    pub answered: Option<(Canned, &'static str)>,
+    pub answered: Option<(u16, &'static str)>,
     /// The last request's exchange, kept so the next one reuses its allocation.
     pub spare: Option<Box<Exchange>>,
     /// The loop's `Date`, for [`Session::answer`], which is called where the loop is out of
@@ -212,8 +212,14 @@ impl Session {
                 Phase::Tunnel(_) | Phase::Closing(_) => false,
             };
             canned.write(self.out.vec(), &self.date.bytes(), head_only);
-            self.answered = Some((canned, why));
+            self.answered = Some((canned.status(), why));
         }
+        self.close_after_answer();
+    }
+
+    /// Moves to closing once an answer of the session's own is queued. A backend connection
+    /// the session held is set aside in `orphan`, for the loop to close.
+    fn close_after_answer(&mut self) {
         let old = std::mem::replace(
             &mut self.phase,
             Phase::Closing(Ending::Flush { linger: true }),
@@ -345,6 +351,15 @@ impl Proxy {
         };
         if req.method == Method::Connect {
             s.answer(Canned::MethodNotAllowed, "CONNECT is not proxied");
+            return Step::Progress;
+        }
+        if matches!(req.method, Method::Options | Method::Trace)
+            && req.fields.max_forwards == Some(0)
+        {
+            let date = s.date.bytes();
+            last_hop(s.out.vec(), &mut s.reqhead, &req, &date);
+            s.answered = Some((200, "Max-Forwards reached 0"));
+            s.close_after_answer();
             return Step::Progress;
         }
         if req.fields.expect_other {
@@ -528,6 +543,24 @@ impl Proxy {
 }
 
 /// Answers a request head that cannot be served with the status its error calls for.
+/// Answers, as the last hop, an OPTIONS or TRACE whose `Max-Forwards` reached 0 (RFC 9110
+/// §7.6.2). OPTIONS learns what the proxy forwards; TRACE gets its own head back as
+/// `message/http` (RFC 9110 §9.3.8), less the fields likely to carry credentials. `scratch`
+/// holds the echo while its length goes into the head. The connection closes after it, as
+/// after a canned answer.
+fn last_hop(out: &mut Vec<u8>, scratch: &mut Vec<u8>, req: &Request<'_, '_>, date: &[u8]) {
+    if req.method == Method::Trace {
+        scratch.clear();
+        rewrite::trace_echo(scratch, req);
+        let fields: &[(&str, &[u8])] = &[("Content-Type", b"message/http")];
+        response::write_head(out, 200, date, fields, scratch.len(), true);
+        out.extend_from_slice(scratch);
+    } else {
+        let fields: &[(&str, &[u8])] = &[("Allow", response::PROXY_ALLOW)];
+        response::write_head(out, 200, date, fields, 0, true);
+    }
+}
+
 fn refuse(s: &mut Session, e: head::HeadError) {
     log::debug!("{}: bad request: {e}", s.peer);
     let canned = Canned::for_status(e.status()).unwrap_or(Canned::BadRequest);

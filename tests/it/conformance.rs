@@ -224,3 +224,40 @@ fn a_connection_that_sends_nothing_is_closed_without_408() {
     partial.expect_closed();
     assert!(b.seen().is_empty());
 }
+
+#[test]
+fn max_forwards_is_answered_at_zero_and_counted_down_otherwise() {
+    // RFC 9110 §7.6.2, for OPTIONS and TRACE only.
+    let (b, p) = setup(&[]);
+    let mut c = p.client();
+    c.send(b"OPTIONS /x HTTP/1.1\r\nHost: a\r\nMax-Forwards: 0\r\n\r\n");
+    let r = c.read_response_to(Method::Options);
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    assert!(r.header("allow").is_some_and(|a| a.contains("GET")));
+
+    let mut c = p.client();
+    c.send(b"TRACE /t HTTP/1.1\r\nHost: a\r\nMax-Forwards: 0\r\nCookie: secret\r\nX-A: 1\r\n\r\n");
+    let r = c.read_response_to(Method::Trace);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("message/http"));
+    let echo = r.text();
+    assert!(echo.starts_with("TRACE /t HTTP/1.1\r\n"), "{echo}");
+    assert!(
+        echo.contains("X-A: 1\r\n") && !echo.contains("secret"),
+        "{echo}"
+    );
+    assert!(b.seen().is_empty(), "neither went past the proxy");
+
+    let mut c = p.client();
+    c.send(b"OPTIONS /x HTTP/1.1\r\nHost: a\r\nMax-Forwards: 3\r\n\r\n");
+    assert_eq!(c.read_response_to(Method::Options).status, 200);
+    c.send(b"GET /y HTTP/1.1\r\nHost: a\r\nMax-Forwards: 0\r\n\r\n");
+    assert_eq!(c.read_response_to(Method::Get).status, 200);
+    let seen = b.seen();
+    assert_eq!(seen[0].header("max-forwards").as_deref(), Some("2"));
+    assert_eq!(
+        seen[1].header("max-forwards").as_deref(),
+        Some("0"),
+        "a GET ignores it"
+    );
+}
