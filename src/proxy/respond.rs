@@ -249,10 +249,15 @@ impl Proxy {
             return self.fail(key, s, now, Failure::BeforeResponse);
         }
         // Likewise on a reused connection: late leftovers of an earlier answer (the body of
-        // a HEAD answer, bytes after a declared length) are not this request's answer.
-        let reused = |ex: &Exchange| ex.up.as_ref().is_some_and(|u| u.reused);
+        // a HEAD answer, bytes after a declared length) are not this request's answer. Bytes
+        // that start like a status line are the backend's own answer, broken: not retried.
+        let leftovers = |ex: &Exchange| {
+            ex.up
+                .as_ref()
+                .is_some_and(|u| u.reused && !u.inbuf.data().starts_with(b"HTTP/"))
+        };
         if exchange(s)
-            .is_some_and(|ex| reused(ex) && ex.meta.method.is_idempotent() && !ex.stale_retried)
+            .is_some_and(|ex| leftovers(ex) && ex.meta.method.is_idempotent() && !ex.stale_retried)
         {
             log::debug!(
                 "{}: bad answer on a reused connection ({why}): sent again",

@@ -693,3 +693,23 @@ fn leftovers_on_a_reused_connection_are_not_taken_for_the_next_answer() {
     assert_eq!(seen[1].conn, seen[0].conn);
     assert_ne!(seen[2].conn, seen[0].conn);
 }
+
+#[test]
+fn a_broken_answer_of_the_backends_own_is_not_asked_for_twice() {
+    // Unlike leftovers, a head that starts as a status line is the backend's answer to this
+    // request, only unusable (here: two framings): 502, and the backend saw the GET once.
+    let b = Backend::start(|r| match r.path() {
+        "/bad" => Reply::Bytes(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                .to_vec(),
+        ),
+        _ => Reply::Bytes(ok_response("x")),
+    });
+    let p = proxy(&[b.addr], &[]);
+    let mut c = p.client();
+    assert_eq!(c.request(GET).status, 200);
+    assert_eq!(c.request(b"GET /bad HTTP/1.1\r\nHost: t\r\n\r\n").status, 502);
+    let seen = b.seen();
+    assert_eq!(seen.iter().filter(|r| r.path() == "/bad").count(), 1);
+    assert_eq!(seen[1].conn, seen[0].conn, "it went on the reused connection");
+}
