@@ -521,7 +521,9 @@ impl Proxy {
                 // A connection that never sent a byte of this head (a preconnect, a port
                 // scan, an idle keep-alive) is closed without a word, as nginx does: a 408 to
                 // a client that asked nothing would be read as the answer to its next request.
-                if *started {
+                // Empty lines before a request line count as nothing (RFC 9112 §2.2).
+                let asked = s.inbuf.data().iter().any(|&b| b != b'\r' && b != b'\n');
+                if *started && asked {
                     s.answer(Canned::RequestTimeout, "request head timed out");
                     s.deadline = now + LINGER;
                     self.arm(key, &mut s.timer, s.deadline);

@@ -217,6 +217,10 @@ fn a_connection_that_sends_nothing_is_closed_without_408() {
     let (b, p) = setup(&["--head-timeout", "300ms"]);
     let mut silent = p.client();
     silent.expect_closed();
+    // Empty lines are not a request yet (RFC 9112 §2.2).
+    let mut blank = p.client();
+    blank.send(b"\r\n\r\n");
+    blank.expect_closed();
     // One that sent part of a head is still told why it is closed.
     let mut partial = p.client();
     partial.send(b"GET / HTTP/1.1\r\nHo");
