@@ -708,8 +708,14 @@ fn a_broken_answer_of_the_backends_own_is_not_asked_for_twice() {
     let p = proxy(&[b.addr], &[]);
     let mut c = p.client();
     assert_eq!(c.request(GET).status, 200);
-    assert_eq!(c.request(b"GET /bad HTTP/1.1\r\nHost: t\r\n\r\n").status, 502);
+    assert_eq!(
+        c.request(b"GET /bad HTTP/1.1\r\nHost: t\r\n\r\n").status,
+        502
+    );
     let seen = b.seen();
     assert_eq!(seen.iter().filter(|r| r.path() == "/bad").count(), 1);
-    assert_eq!(seen[1].conn, seen[0].conn, "it went on the reused connection");
+    assert_eq!(
+        seen[1].conn, seen[0].conn,
+        "it went on the reused connection"
+    );
 }
