@@ -300,6 +300,7 @@ impl Proxy {
         }
         if !*started {
             *started = true;
+            self.lend_vecs(s);
             s.ledger = Ledger::new(now);
             if s.served > 0 {
                 s.deadline = now + self.cfg.head_timeout;
@@ -417,6 +418,32 @@ impl Proxy {
         s.served += 1;
         s.deadline = now + self.cfg.idle_timeout;
         self.arm(key, &mut s.timer, s.deadline);
+        // An idle keep-alive connection holds no head vectors: the next head takes them back.
+        if s.out.is_empty() {
+            let out = std::mem::take(s.out.vec());
+            self.give_vec(out);
+            let reqhead = std::mem::take(&mut s.reqhead);
+            self.give_vec(reqhead);
+        }
+    }
+
+    /// Gives a session the vectors a request needs (its rewritten head, the bytes queued for
+    /// the client), from the loop's pool: a session holds them only while it has work.
+    pub(super) fn lend_vecs(&mut self, s: &mut Session) {
+        if s.reqhead.capacity() == 0 {
+            s.reqhead = self.vecs.pop().unwrap_or_default();
+        }
+        if s.out.vec().capacity() == 0 {
+            *s.out.vec() = self.vecs.pop().unwrap_or_default();
+        }
+    }
+
+    /// Keeps a vector for the next session that needs one, within bounds.
+    fn give_vec(&mut self, mut v: Vec<u8>) {
+        if v.capacity() > 0 && self.vecs.len() < VECS_KEPT && v.capacity() <= VEC_KEPT_MAX {
+            v.clear();
+            self.vecs.push(v);
+        }
     }
 
     /// Parks a backend connection for reuse, or closes it.
@@ -487,12 +514,8 @@ impl Proxy {
             ..
         } = *s;
         self.give_buf(inbuf);
-        for mut v in [reqhead, out.into_vec()] {
-            if self.vecs.len() < VECS_KEPT && v.capacity() <= VEC_KEPT_MAX {
-                v.clear();
-                self.vecs.push(v);
-            }
-        }
+        self.give_vec(reqhead);
+        self.give_vec(out.into_vec());
         self.clients = self.clients.saturating_sub(1);
         self.resume_accept();
     }
