@@ -215,18 +215,11 @@ declare -A LOG=()   # name -> its log
 started=()
 
 cleanup() {
-    local rc=$? name pid i
+    local rc=$? name
     trap - EXIT INT TERM
+    # TERM them all first, so they wind down together; then stop_pid waits for each.
     for name in "${started[@]}"; do kill -TERM "${PID[$name]}" 2>/dev/null || true; done
-    for name in "${started[@]}"; do
-        pid=${PID[$name]}
-        for ((i = 0; i < 50; i++)); do
-            alive "$pid" || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    for name in "${started[@]}"; do stop_pid "${PID[$name]}"; done
     if [ "$rc" -ne 0 ]; then
         cp "$WORK"/*.log "$OUT"/ 2>/dev/null || true
         echo "bench: failed (exit $rc); logs kept in $OUT" >&2

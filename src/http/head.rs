@@ -194,13 +194,19 @@ fn syntax(e: httparse::Error, buf: &[u8]) -> HeadError {
     }
 }
 
-/// The status line's version token (its first word) reads `HTTP/<digit>.<digit>`.
-fn looks_like_version(buf: &[u8]) -> bool {
+/// What follows the empty lines a message may start with (RFC 9112 §2.2 lets a server
+/// ignore them before a request line).
+pub fn after_empty_lines(buf: &[u8]) -> &[u8] {
     let start = buf
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(buf.len());
-    let word = buf[start..]
+    &buf[start..]
+}
+
+/// The status line's version token (its first word) reads `HTTP/<digit>.<digit>`.
+fn looks_like_version(buf: &[u8]) -> bool {
+    let word = after_empty_lines(buf)
         .split(|&b| matches!(b, b' ' | b'\r' | b'\n'))
         .next()
         .unwrap_or_default();

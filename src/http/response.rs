@@ -4,6 +4,8 @@
 
 use std::io::Write;
 
+use crate::http::head::after_empty_lines;
+
 /// The answers either program gives without asking anyone else. Each is a `text/plain` body
 /// of its reason phrase and a newline, and ends the connection. To add one: a variant, its
 /// code in [`Canned::status`] and in [`Canned::ALL`], and its phrase in [`reason`].
@@ -118,11 +120,7 @@ impl Canned {
 /// 9112 §2.2 lets a server do. Lets an answer to a head that failed to parse (no `Host`, a bad
 /// field) still leave out its content when the client asked for HEAD.
 pub fn is_head_request(raw: &[u8]) -> bool {
-    let start = raw
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(raw.len());
-    raw[start..].starts_with(b"HEAD ")
+    after_empty_lines(raw).starts_with(b"HEAD ")
 }
 
 /// The reason phrase for the codes these programs send.

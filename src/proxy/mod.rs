@@ -363,9 +363,9 @@ impl Proxy {
         let timer = self.timers.insert(deadline, Timer::Session(key));
         let inbuf = self.heads.take();
         let date = Rc::clone(&self.date);
+        // Its head vectors come with its first head (`lend_vecs`): a connection that never
+        // sends holds none.
         let mut session = Box::new(Session::new(sock, peer, inbuf, timer, deadline, date));
-        session.reqhead = self.vecs.pop().unwrap_or_default();
-        *session.out.vec() = self.vecs.pop().unwrap_or_default();
         self.clients += 1;
         if self.cfg.mode == config::Mode::Tcp {
             // A backend per connection: choose and dial it now; client bytes wait in the buffer.

@@ -545,7 +545,7 @@ impl Proxy {
                 // scan, an idle keep-alive) is closed without a word, as nginx does: a 408 to
                 // a client that asked nothing would be read as the answer to its next request.
                 // Empty lines before a request line count as nothing (RFC 9112 §2.2).
-                let asked = s.inbuf.data().iter().any(|&b| b != b'\r' && b != b'\n');
+                let asked = !head::after_empty_lines(s.inbuf.data()).is_empty();
                 if *started && asked {
                     s.answer(Canned::RequestTimeout, "request head timed out");
                     s.deadline = now + LINGER;
@@ -567,7 +567,6 @@ impl Proxy {
     }
 }
 
-/// Answers a request head that cannot be served with the status its error calls for.
 /// Answers, as the last hop, an OPTIONS or TRACE whose `Max-Forwards` reached 0 (RFC 9110
 /// §7.6.2). OPTIONS learns what the proxy forwards; TRACE gets its own head back as
 /// `message/http` (RFC 9110 §9.3.8), less the fields likely to carry credentials. `scratch`
@@ -586,6 +585,7 @@ fn last_hop(out: &mut Vec<u8>, scratch: &mut Vec<u8>, req: &Request<'_, '_>, dat
     }
 }
 
+/// Answers a request head that cannot be served with the status its error calls for.
 fn refuse(s: &mut Session, e: head::HeadError) {
     log::debug!("{}: bad request: {e}", s.peer);
     let canned = Canned::for_status(e.status()).unwrap_or(Canned::BadRequest);
