@@ -66,6 +66,13 @@ pub fn still_readable(got: usize, room: usize, hup: bool) -> bool {
     got == room || hup
 }
 
+/// Makes the coming close of `sock` a reset (`SO_LINGER` 0). For an answer cut short: an
+/// orderly close could pass what arrived off as the whole of it, and whatever still waits in
+/// the kernel for a peer that does not read is dropped at once instead of being kept.
+pub fn reset_on_close(sock: &mio::net::TcpStream) {
+    let _ = socket2::SockRef::from(sock).set_linger(Some(std::time::Duration::ZERO));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ use super::upstream::{self, Followers, Link, Upstream};
 use super::{pipeline, rewrite, Conn, Proxy};
 use crate::health::Outcome;
 use crate::http::response::{Canned, CONTINUE};
+use crate::net::io;
 
 /// Most backends one request tries before it is answered with 502: bounded, so a long list of
 /// dead backends cannot hold a client for a connect timeout each.
@@ -318,7 +319,10 @@ impl Proxy {
             return self.fail(key, s, now, Failure::Connect) != Step::Close;
         }
         if !waiting_head {
-            return false; // stalled mid-body: only closing tells the client
+            // Stalled mid-body: only closing tells the client, and only a reset tells it
+            // for sure (a close-delimited answer would end looking whole).
+            io::reset_on_close(&s.sock);
+            return false;
         }
         let handed_on = ex.up.as_ref().filter(|_| ex.handed).map(|u| u.backend);
         if handed_on.is_some_and(|b| self.pipelining_failed(b)) {

@@ -2,7 +2,7 @@
 //! passed on, 101 turned into a tunnel), then the body framed in the backend's buffer and
 //! written from there, or decoded for an HTTP/1.0 client.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::net::TcpStream;
 
@@ -14,6 +14,7 @@ use crate::health::Outcome;
 use crate::http::framing::{BodyDecoder, BodyKind};
 use crate::http::head::{self, Parse, Version, EMPTY_HEADERS};
 use crate::http::response::Canned;
+use crate::net::io;
 
 /// Interim (1xx) answers passed on for one request before the backend is deemed broken (502).
 /// Real backends send one or two (`100 Continue`, `103 Early Hints`); each may restart the
@@ -274,7 +275,7 @@ impl Proxy {
 /// the truncated body off as complete: the connection is reset instead.
 fn cut_short(client: &TcpStream, close_delimited: bool) -> Step {
     if close_delimited {
-        let _ = socket2::SockRef::from(client).set_linger(Some(Duration::ZERO));
+        io::reset_on_close(client);
     }
     Step::Close
 }

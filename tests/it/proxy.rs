@@ -40,6 +40,14 @@ fn read_to_close(c: &Client) -> String {
     String::from_utf8_lossy(&raw).into_owned()
 }
 
+/// Everything until the connection ends, and how it ended: `Ok` for an orderly close.
+fn read_to_end_or_reset(c: &Client) -> (String, Result<(), std::io::ErrorKind>) {
+    let mut raw = Vec::new();
+    let end = c.writer().read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    (text, end.map(|_| ()).map_err(|e| e.kind()))
+}
+
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
 
 fn three() -> [Backend; 3] {
@@ -149,10 +157,8 @@ fn an_http10_client_is_reset_when_its_decoded_body_is_cut() {
     s.writer()
         .write_all(b"GET / HTTP/1.0\r\n\r\n")
         .expect("send");
-    let mut raw = Vec::new();
-    let end = s.writer().read_to_end(&mut raw);
-    let kind = end.as_ref().map_err(|e| e.kind());
-    assert_eq!(kind, Err(std::io::ErrorKind::ConnectionReset), "{raw:?}");
+    let (text, end) = read_to_end_or_reset(&s);
+    assert_eq!(end, Err(std::io::ErrorKind::ConnectionReset), "{text}");
 }
 
 #[test]
@@ -560,13 +566,32 @@ fn a_backend_stalling_mid_body_is_cut_after_the_backend_timeout() {
     let mut s = p.client();
     s.send(GET);
     let started = Instant::now();
-    let text = read_to_close(&s);
+    let (text, end) = read_to_end_or_reset(&s);
     assert!(text.ends_with("first bytes"), "{text}");
+    assert_eq!(end, Err(std::io::ErrorKind::ConnectionReset), "{text}");
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "cut after {:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn a_close_delimited_answer_stalling_mid_body_ends_in_a_reset() {
+    // For an HTTP/1.0 client a chunked answer ends at the close: had the proxy closed in
+    // order at the timeout, the first chunk would have looked like the whole body.
+    let b = Backend::start(|_| {
+        Reply::LateThenSilence(
+            Duration::ZERO,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n".to_vec(),
+        )
+    });
+    let p = proxy(&[b.addr], &["--backend-timeout", "300ms"]);
+    let mut s = p.client();
+    s.send(b"GET / HTTP/1.0\r\n\r\n");
+    let (text, end) = read_to_end_or_reset(&s);
+    assert!(text.ends_with("\r\n\r\nabc"), "{text}");
+    assert_eq!(end, Err(std::io::ErrorKind::ConnectionReset), "{text}");
 }
 
 #[test]
