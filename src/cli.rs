@@ -104,8 +104,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "" => return Err("needs a unit: ms, s or m".into()),
         _ => return Err(format!("unknown unit {unit:?}: use ms, s or m")),
     };
+    if d > MAX_DURATION {
+        return Err("must be at most a day (1440m)".into());
+    }
     Ok(d)
 }
+
+/// The longest duration any setting takes: a deadline this far out is as good as none, and
+/// a longer one could overflow the clock when added to it.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// A byte count, optionally with a binary suffix: `512`, `64K`, `8M`, `1G` (K = 1024).
 pub fn parse_size(s: &str) -> Result<usize, String> {
@@ -174,6 +181,9 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("3").unwrap_err().contains("unit"));
         assert!(parse_duration("3h").is_err());
+        assert_eq!(parse_duration("1440m"), Ok(MAX_DURATION));
+        assert!(parse_duration("1441m").unwrap_err().contains("at most"));
+        assert!(parse_duration("18446744073709551615s").is_err());
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("").is_err());
     }

@@ -507,6 +507,9 @@ pub fn parse_backends(text: &str) -> Result<Vec<BackendAddr>, String> {
             return Err(format!("{item:?} is not host:port"));
         }
         let addr = resolve(name).map_err(|e| format!("{item:?}: {e}"))?;
+        if addr.port() == 0 {
+            return Err(format!("{item:?}: port 0 cannot be dialled"));
+        }
         out.push(BackendAddr {
             addr,
             name: name.to_string(),
@@ -545,6 +548,13 @@ mod tests {
         assert_eq!(c.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
         assert_eq!(c.max_head, DEFAULT_MAX_HEAD);
         assert!(c.backend_header);
+        let err = parse(&["--backends", "127.0.0.1:0"], None).unwrap_err();
+        assert!(err.contains("backends") && err.contains("port 0"), "{err}");
+        let err = parse(
+            &["--backends", "127.0.0.1:1", "--idle-timeout", "9999999m"],
+            None,
+        );
+        assert!(err.unwrap_err().contains("idle-timeout"));
     }
 
     #[test]
