@@ -207,7 +207,12 @@ pub fn scan_fields(headers: &[httparse::Header<'_>]) -> Result<Fields, FramingEr
                     }
                 }
             }
-            7 if name.eq_ignore_ascii_case(b"upgrade") => f.upgrade = true,
+            7 if name.eq_ignore_ascii_case(b"upgrade") => {
+                // A switch to `h2c` is not asked for: HTTP/2's upgrade from HTTP/1.1 is
+                // deprecated (RFC 9113 §3.1), and a tunnel to a backend speaking it would
+                // carry requests the proxy never sees. Other protocols count.
+                f.upgrade |= list_items(h.value).any(|p| !is_h2c(p));
+            }
             12 if name.eq_ignore_ascii_case(b"max-forwards") && f.max_forwards.is_none() => {
                 f.max_forwards = parse_max_forwards(h.value);
             }
@@ -368,6 +373,12 @@ pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .split(|&b| b == b',')
         .map(trim_ows)
         .filter(|s| !s.is_empty())
+}
+
+/// An `Upgrade` protocol (`name["/" version]`) naming HTTP/2 over cleartext.
+fn is_h2c(protocol: &[u8]) -> bool {
+    let name = protocol.split(|&b| b == b'/').next().unwrap_or(protocol);
+    name.eq_ignore_ascii_case(b"h2c")
 }
 
 /// Strips spaces and tabs from both ends.
@@ -713,6 +724,15 @@ mod tests {
         ])
         .unwrap();
         assert!(f.keep_alive && f.connection_upgrade && f.upgrade && !f.close);
+        for (value, asks) in [
+            ("h2c", false),
+            ("H2C/2", false),
+            ("", false),
+            ("h2c, websocket", true),
+        ] {
+            let f = fields(&[("Connection", "Upgrade"), ("Upgrade", value)]).unwrap();
+            assert_eq!(f.upgrade, asks, "{value:?}");
+        }
         let f = fields(&[("connection", " close ")]).unwrap();
         assert!(f.close);
         let f = fields(&[("Expect", "100-Continue"), ("Host", "a"), ("Host", "b")]).unwrap();

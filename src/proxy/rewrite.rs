@@ -10,9 +10,11 @@ use crate::http::head::{Method, Request, Response, Version};
 
 /// Fields that describe one hop and never pass a proxy (RFC 9110 §7.6.1), plus the ones the
 /// proxy writes itself. `Transfer-Encoding` is not here: chunked bodies pass through as they
-/// are, so the field stays true for the next hop too.
-const HOP_BY_HOP: [&str; 6] = [
+/// are, so the field stays true for the next hop too. `HTTP2-Settings` belongs to an `h2c`
+/// upgrade, which is never passed on (see `framing`).
+const HOP_BY_HOP: [&str; 7] = [
     "connection",
+    "http2-settings",
     "keep-alive",
     "proxy-connection",
     "te",

@@ -284,6 +284,29 @@ fn upgrade_switches_to_a_tunnel_only_after_101() {
 }
 
 #[test]
+fn an_h2c_upgrade_is_served_as_a_plain_request() {
+    // HTTP/2 by upgrade is deprecated (RFC 9113 §3.1); passed on, it would open a tunnel
+    // for requests the proxy never sees. The backend gets a plain GET and may not switch.
+    let b = Backend::start(|_| {
+        Reply::Tunnel(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"
+                .to_vec(),
+        )
+    });
+    let p = proxy(&[b.addr], &[]);
+    let r = roundtrip(
+        &p,
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\
+          HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    );
+    assert_eq!(r.status, 502, "a 101 nobody asked for is not passed on");
+    let seen = &b.seen()[0];
+    for h in ["upgrade", "http2-settings", "connection"] {
+        assert_eq!(seen.header(h), None, "{h} in {}", seen.head);
+    }
+}
+
+#[test]
 fn hop_by_hop_fields_are_removed_both_ways() {
     let b = Backend::start(|_| {
         Reply::Bytes(
