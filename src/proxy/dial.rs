@@ -159,6 +159,7 @@ impl Proxy {
             hup: false,
             eof: false,
             reset: false,
+            closed_first: false,
             write_shut: false,
             inbuf: self.bufs.take(),
             followers: Followers::default(),
@@ -226,13 +227,13 @@ impl Proxy {
         };
         let backend = up.backend;
         let reused = up.reused;
-        // Whether the backend's application can have read the request. A reset says its
-        // socket was closed when the request arrived, or closed with the request unread (the
-        // kernel may keep that error behind an end of stream read first); a clean close after
-        // the request was written may follow a request it acted on.
+        // Whether the backend's application cannot have read the request: nothing of it was
+        // written, or it met a socket the backend had closed before it came (the kernel may
+        // keep that error behind an end of stream read first). A clean close, or a reset out
+        // of the blue, may follow a request it read and acted on.
         let unread = ex.head_sent == 0
-            || up.reset
-            || matches!(up.sock.take_error(), Ok(Some(e)) if upstream::is_reset(&e));
+            || up.closed_first
+            || matches!(up.sock.take_error(), Ok(Some(e)) if upstream::closed_first(&e));
         self.release(up, false);
         if why == Failure::Connect {
             self.metrics.record_connect_failure(backend);

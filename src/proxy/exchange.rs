@@ -269,6 +269,7 @@ fn send_request(s: &mut Session) -> Result<Step, ()> {
             Io::WouldBlock => up.writable = false,
             Io::Failed(e) if upstream::is_reset(&e) => {
                 up.reset = true;
+                up.closed_first = upstream::closed_first(&e);
                 return Err(());
             }
             Io::Closed | Io::Failed(_) => return Err(()),
@@ -321,6 +322,7 @@ fn read_backend(s: &mut Session) -> Step {
         Io::Failed(e) => {
             up.eof = true;
             up.reset = upstream::is_reset(&e);
+            up.closed_first = upstream::closed_first(&e);
             Step::Progress
         }
     }

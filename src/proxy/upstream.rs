@@ -39,9 +39,11 @@ pub struct Upstream {
     pub hup: bool,
     /// The backend closed its side.
     pub eof: bool,
-    /// The backend's kernel refused our bytes (a reset, or a write into a closed socket): its
-    /// application cannot have read all of what was sent.
+    /// The backend's kernel reset the connection: whatever it was sending may be cut short.
     pub reset: bool,
+    /// The reset answered bytes that reached a socket the backend had already closed: its
+    /// application cannot have read them (see [`closed_first`]).
+    pub closed_first: bool,
     /// The proxy shut this connection's sending side (a tunnel passing a half-close on).
     pub write_shut: bool,
     /// Bytes read from the backend: a response head, then body bytes waiting for the client.
@@ -139,10 +141,17 @@ pub fn still_open(sock: &TcpStream) -> bool {
 pub fn is_reset(e: &io::Error) -> bool {
     matches!(
         e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionAborted
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
     )
+}
+
+/// Whether a reset followed the peer's own close, so the bytes it answered met a socket whose
+/// application had already let go of it. Linux reports a reset that arrives after the peer's
+/// FIN as `EPIPE` and one out of the blue as `ECONNRESET` (`tcp_reset`). Only the first proves
+/// the request was not read: an application can read a request, act on it, and then abort
+/// (`SO_LINGER` 0, a crash with bytes unread), which is the second.
+pub fn closed_first(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::BrokenPipe
 }
 
 /// The idle connections of one backend, most recently used last, so the freshest is reused

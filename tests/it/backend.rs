@@ -47,6 +47,9 @@ pub enum Reply {
     /// Write these bytes, then just close (what most servers do when they keep nothing
     /// alive): a request that arrives after it, or that it never read, gets a reset.
     BytesThenDrop(Vec<u8>),
+    /// Answer nothing and close with a reset (`SO_LINGER` 0): an application that read the
+    /// request, perhaps acted on it, and aborted.
+    Reset,
     /// Say nothing and keep the connection open until the test ends.
     Silence,
     /// Wait this long, write these bytes, then say nothing more (a backend that stalls).
@@ -185,6 +188,10 @@ fn serve(
                 if conn.write_all(&b).is_ok() {
                     hold(&mut conn, stop);
                 }
+                return;
+            }
+            Reply::Reset => {
+                let _ = socket2::SockRef::from(&conn).set_linger(Some(Duration::ZERO));
                 return;
             }
             Reply::Silence => {
