@@ -10,7 +10,6 @@ use super::upstream::{self, Followers, Link, Upstream};
 use super::{pipeline, rewrite, Conn, Proxy};
 use crate::health::Outcome;
 use crate::http::response::{Canned, CONTINUE};
-use crate::net::io;
 
 /// Most backends one request tries before it is answered with 502: bounded, so a long list of
 /// dead backends cannot hold a client for a connect timeout each.
@@ -322,7 +321,7 @@ impl Proxy {
         if !waiting_head {
             // Stalled mid-body: only closing tells the client, and only a reset tells it
             // for sure (a close-delimited answer would end looking whole).
-            io::reset_on_close(&s.sock);
+            s.abort = true;
             return false;
         }
         let handed_on = ex.up.as_ref().filter(|_| ex.handed).map(|u| u.backend);

@@ -4,8 +4,6 @@
 
 use std::time::Instant;
 
-use mio::net::TcpStream;
-
 use super::dial::Failure;
 use super::exchange::{exchange, Exchange, Resp};
 use super::session::{Ending, Phase, Session, Step};
@@ -14,7 +12,6 @@ use crate::health::Outcome;
 use crate::http::framing::{BodyDecoder, BodyKind};
 use crate::http::head::{self, Parse, Version, EMPTY_HEADERS};
 use crate::http::response::Canned;
-use crate::net::io;
 
 /// Interim (1xx) answers passed on for one request before the backend is deemed broken (502).
 /// Real backends send one or two (`100 Continue`, `103 Early Hints`); each may restart the
@@ -200,7 +197,7 @@ impl Proxy {
             let input = &up.inbuf.data()[*framed..];
             let Ok(d) = dec.decode(input) else {
                 log::warn!("{}: invalid response body from backend", s.peer);
-                return cut_short(&s.sock, *dechunk);
+                return cut_short(&mut s.abort, *dechunk);
             };
             if *dechunk {
                 s.out.vec().extend_from_slice(&input[d.data]);
@@ -210,9 +207,16 @@ impl Proxy {
             }
             step = Step::Progress;
         }
-        if up.eof && !dec.is_done() && *framed == up.inbuf.len() && dec.finish_at_eof().is_err() {
+        if up.eof && !dec.is_done() && *framed == up.inbuf.len() {
             // The backend died mid-body: the client must not take what it got as complete.
-            return cut_short(&s.sock, *dechunk);
+            // A body that ends at the close is cut too when the close was a reset: the
+            // backend aborted, and what it had not sent yet was thrown away.
+            if up.reset {
+                return cut_short(&mut s.abort, true);
+            }
+            if dec.finish_at_eof().is_err() {
+                return cut_short(&mut s.abort, *dechunk);
+            }
         }
         let others_wait = !up.followers.is_empty();
         if dec.is_done() && *framed > 0 && others_wait && !s.writable {
@@ -272,11 +276,9 @@ impl Proxy {
 
 /// Ends a client connection whose answer was cut short. Where the client's framing is the
 /// close itself (a chunked answer decoded for an HTTP/1.0 client), an orderly close would pass
-/// the truncated body off as complete: the connection is reset instead.
-fn cut_short(client: &TcpStream, close_delimited: bool) -> Step {
-    if close_delimited {
-        io::reset_on_close(client);
-    }
+/// the truncated body off as complete: the session is aborted (reset) instead.
+fn cut_short(abort: &mut bool, reset: bool) -> Step {
+    *abort |= reset;
     Step::Close
 }
 

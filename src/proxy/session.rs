@@ -65,6 +65,9 @@ pub struct Session {
     pub write_shut: bool,
     /// The client shut its sending side.
     pub eof: bool,
+    /// The connection ends abnormally (a side reset, a stream cut short): both sockets are
+    /// reset rather than closed, so neither peer takes what it got for the whole.
+    pub abort: bool,
     /// Bytes from the client: request heads, and request bodies on their way to a backend.
     pub inbuf: Buffer,
     /// Bytes the proxy itself sends to the client, before any passthrough bytes.
@@ -156,6 +159,7 @@ impl Session {
             hup: false,
             write_shut: false,
             eof: false,
+            abort: false,
             inbuf,
             out: Outbox::default(),
             scanned: 0,
@@ -492,14 +496,19 @@ impl Proxy {
         if let Some(up) = s.orphan.take() {
             self.release(up, false);
         }
-        match std::mem::replace(&mut s.phase, Phase::Closing(Ending::Lingering)) {
-            Phase::Exchange(ex) => {
-                if let Some(up) = ex.up {
-                    self.release(up, false);
-                }
+        if s.abort {
+            io::reset_on_close(&s.sock);
+        }
+        let up = match std::mem::replace(&mut s.phase, Phase::Closing(Ending::Lingering)) {
+            Phase::Exchange(ex) => ex.up,
+            Phase::Tunnel(up) => Some(*up),
+            _ => None,
+        };
+        if let Some(up) = up {
+            if s.abort {
+                io::reset_on_close(&up.sock);
             }
-            Phase::Tunnel(up) => self.release(*up, false),
-            _ => {}
+            self.release(up, false);
         }
         self.conns.try_remove(key);
         if s.raw || s.ledger.status == 101 {
@@ -556,7 +565,13 @@ impl Proxy {
                 }
             }
             Phase::Exchange(_) => self.exchange_timeout(key, &mut s, now),
-            Phase::Tunnel(_) | Phase::Closing(_) => false,
+            Phase::Tunnel(up) => {
+                // Idle with bytes still in flight (a side that stopped reading): cut, not
+                // ended.
+                s.abort = !s.inbuf.is_empty() || !up.inbuf.is_empty();
+                false
+            }
+            Phase::Closing(_) => false,
         };
         if keep {
             self.conns[key] = Conn::Client(s);
@@ -615,8 +630,14 @@ fn read_client(s: &mut Session) -> Step {
             s.eof = true;
             Step::Progress
         }
-        Io::Failed(_) => Step::Close,
+        Io::Failed(_) => abort(s),
     }
+}
+
+/// Ends the session abnormally (see [`Session::abort`]).
+pub(super) fn abort(s: &mut Session) -> Step {
+    s.abort = true;
+    Step::Close
 }
 
 /// Writes what the proxy has for the client, then body bytes passing through from a backend.
@@ -650,7 +671,7 @@ fn write_client(s: &mut Session) -> Step {
                 s.writable = n == wanted;
             }
             Io::WouldBlock => s.writable = false,
-            Io::Closed | Io::Failed(_) => return Step::Close,
+            Io::Closed | Io::Failed(_) => return abort(s),
         }
     }
     step

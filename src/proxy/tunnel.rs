@@ -5,7 +5,7 @@
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
-use super::session::{Ending, Phase, Session, Step};
+use super::session::{abort, Ending, Phase, Session, Step};
 use crate::net::io::{self, Io};
 
 /// After a 101: bytes both ways until both sides have finished sending.
@@ -22,7 +22,7 @@ pub(super) fn tunnel(s: &mut Session, now: Instant, idle: Duration) -> Step {
                 step = Step::Progress;
             }
             Io::WouldBlock => up.writable = false,
-            Io::Closed | Io::Failed(_) => return Step::Close,
+            Io::Closed | Io::Failed(_) => return abort(s),
         }
     }
     if up.readable && !up.eof && !up.inbuf.is_full() {
@@ -38,7 +38,9 @@ pub(super) fn tunnel(s: &mut Session, now: Instant, idle: Duration) -> Step {
                 up.eof = true;
                 step = Step::Progress;
             }
-            Io::Failed(_) => return Step::Close,
+            // A backend's reset reaches the client as one: an orderly end would make a cut
+            // stream look finished.
+            Io::Failed(_) => return abort(s),
         }
     }
     if step == Step::Progress {

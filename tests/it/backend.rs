@@ -47,9 +47,9 @@ pub enum Reply {
     /// Write these bytes, then just close (what most servers do when they keep nothing
     /// alive): a request that arrives after it, or that it never read, gets a reset.
     BytesThenDrop(Vec<u8>),
-    /// Answer nothing and close with a reset (`SO_LINGER` 0): an application that read the
-    /// request, perhaps acted on it, and aborted.
-    Reset,
+    /// Write these bytes (perhaps none), then close with a reset (`SO_LINGER` 0): an
+    /// application that read the request, perhaps acted on it, and aborted.
+    Reset(Vec<u8>),
     /// Say nothing and keep the connection open until the test ends.
     Silence,
     /// Wait this long, write these bytes, then say nothing more (a backend that stalls).
@@ -190,7 +190,8 @@ fn serve(
                 }
                 return;
             }
-            Reply::Reset => {
+            Reply::Reset(b) => {
+                let _ = conn.write_all(&b);
                 let _ = socket2::SockRef::from(&conn).set_linger(Some(Duration::ZERO));
                 return;
             }

@@ -514,7 +514,7 @@ fn a_post_the_backend_read_then_closed_is_not_sent_again() {
 fn a_post_the_backend_read_then_reset_is_not_sent_again() {
     // As above with an abort: a reset that does not follow the backend's own close says
     // nothing about whether the request was read.
-    post_read_then_dropped(|| Reply::Reset);
+    post_read_then_dropped(|| Reply::Reset(Vec::new()));
 }
 
 fn post_read_then_dropped(drop: fn() -> Reply) {
@@ -632,6 +632,21 @@ fn a_backend_stalling_mid_body_is_cut_after_the_backend_timeout() {
         "cut after {:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn a_close_delimited_answer_cut_by_a_backend_reset_ends_in_a_reset() {
+    // The body ends at the close, and the backend's close was an abort: the client must not
+    // get an orderly end that makes the part look whole.
+    let b = Backend::start(|_| {
+        Reply::Reset(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nfirst part".to_vec())
+    });
+    let p = proxy(&[b.addr], &[]);
+    let mut s = p.client();
+    s.send(GET);
+    let (text, end) = read_to_end_or_reset(&s);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert_eq!(end, Err(std::io::ErrorKind::ConnectionReset), "{text}");
 }
 
 #[test]

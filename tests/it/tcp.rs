@@ -146,6 +146,110 @@ fn http_through_tcp_mode_stays_on_one_backend_per_connection() {
     assert_eq!(seen, ["t1", "t2"]);
 }
 
+/// A backend that takes one connection and hands it to `serve` on its own thread.
+fn one_shot(serve: impl FnOnce(TcpStream) + Send + 'static) -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let thread = std::thread::spawn(move || {
+        if let Ok((conn, _)) = listener.accept() {
+            let _ = conn.set_read_timeout(Some(DEADLINE));
+            serve(conn);
+        }
+    });
+    (addr, thread)
+}
+
+fn reset(conn: TcpStream) {
+    let _ = socket2::SockRef::from(&conn).set_linger(Some(Duration::ZERO));
+}
+
+#[test]
+fn a_backend_reset_reaches_the_client_as_a_reset() {
+    // An aborted stream must not end like a finished one: whatever the protocol inside, the
+    // client has to be able to tell.
+    // (It waits for the client's first bytes, so the pair is relaying when it aborts: a
+    // reset before that is a failed connect, tried on the next backend.)
+    let (addr, backend) = one_shot(|mut conn| {
+        let mut go = [0u8; 2];
+        if conn.read_exact(&mut go).is_ok() {
+            let _ = conn.write_all(&[b'x'; 10_000]);
+        }
+        reset(conn);
+    });
+    let p = proxy(&[addr], &["--mode", "tcp"]);
+    let mut s = connect(p.addr());
+    s.write_all(b"go").expect("write");
+    let mut got = Vec::new();
+    let end = s.read_to_end(&mut got).map_err(|e| e.kind());
+    assert_eq!(
+        end,
+        Err(std::io::ErrorKind::ConnectionReset),
+        "{} bytes",
+        got.len()
+    );
+    let _ = backend.join();
+}
+
+#[test]
+fn a_client_reset_reaches_the_backend_as_a_reset() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (addr, backend) = one_shot(move |mut conn| {
+        let mut buf = [0u8; 16];
+        let first = conn.read(&mut buf).map(|n| n > 0).unwrap_or(false);
+        let _ = tx.send(());
+        let mut rest = Vec::new();
+        let end = conn.read_to_end(&mut rest).map_err(|e| e.kind());
+        let _ = tx.send(());
+        assert!(first);
+        assert_eq!(end, Err(std::io::ErrorKind::ConnectionReset));
+    });
+    let p = proxy(&[addr], &["--mode", "tcp"]);
+    let mut s = connect(p.addr());
+    s.write_all(b"hello").expect("write");
+    rx.recv_timeout(DEADLINE)
+        .expect("the backend got the bytes");
+    reset(s);
+    rx.recv_timeout(DEADLINE).expect("the backend saw the end");
+    backend
+        .join()
+        .expect("the backend saw a reset, not an orderly end");
+}
+
+#[test]
+fn a_tunnel_stalled_with_bytes_in_flight_is_reset_at_the_idle_timeout() {
+    // The client stops reading while the backend still sends: at the idle timeout the stream
+    // is cut, and the client, reading at last, must see a reset after what it got, not an
+    // end that passes the part off as the whole.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (addr, backend) = one_shot(move |mut conn| {
+        let chunk = [b'x'; 65536];
+        let mut sent = 0usize;
+        // Bounded: 256 MiB is far more than the proxy and both kernels buffer together.
+        while sent < 256 << 20 {
+            match conn.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(sent);
+    });
+    let p = proxy(&[addr], &["--mode", "tcp", "--idle-timeout", "300ms"]);
+    let mut s = connect(p.addr());
+    let sent = rx
+        .recv_timeout(DEADLINE)
+        .expect("the backend's writes ended");
+    assert!(sent < 256 << 20, "the proxy never gave up");
+    let mut got = Vec::new();
+    let end = s.read_to_end(&mut got).map_err(|e| e.kind());
+    assert_eq!(
+        end,
+        Err(std::io::ErrorKind::ConnectionReset),
+        "{} bytes",
+        got.len()
+    );
+    let _ = backend.join();
+}
+
 #[test]
 fn an_idle_tcp_pair_is_closed_after_the_idle_timeout() {
     let e = RawEcho::start();
