@@ -328,23 +328,22 @@ impl Proxy {
         if handed_on.is_some_and(|b| self.pipelining_failed(b)) {
             return self.fail(key, s, now, Failure::BeforeResponse) != Step::Close;
         }
-        let canned = if ex.body.is_done() {
+        // Who stalled: the client, when the proxy waits for body bytes it has not sent;
+        // the backend, when it does not answer a whole request or does not take the bytes
+        // the proxy holds for it (504, as nginx answers a timeout while sending a request).
+        let backend_stalled = ex.body.is_done() || ex.body_sent < ex.body_framed;
+        let (canned, why) = if backend_stalled {
             log::warn!("{}: backend timed out", s.peer);
-            Canned::GatewayTimeout
+            (Canned::GatewayTimeout, "backend timed out")
         } else {
-            Canned::RequestTimeout
+            (Canned::RequestTimeout, "request body timed out")
         };
         if let Some(up) = ex.up.take() {
-            if canned == Canned::GatewayTimeout {
+            if backend_stalled {
                 self.passive(up.backend, Outcome::Timeout, None, now);
             }
             self.release(up, false);
         }
-        let why = if canned == Canned::GatewayTimeout {
-            "backend timed out"
-        } else {
-            "request body timed out"
-        };
         s.answer(canned, why);
         true
     }

@@ -634,6 +634,78 @@ fn a_backend_stalling_mid_body_is_cut_after_the_backend_timeout() {
     );
 }
 
+/// A backend that reads each request head (and perhaps a little more) and then neither reads
+/// nor answers, until the sender is dropped or the deadline passes.
+fn head_only() -> (SocketAddr, std::sync::mpsc::Sender<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut held = Vec::new();
+        while started.elapsed() < util::DEADLINE {
+            match stopped.recv_timeout(Duration::from_millis(10)) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+            if let Ok((mut conn, _)) = listener.accept() {
+                let _ = conn.set_nonblocking(false);
+                let _ = conn.set_read_timeout(Some(util::DEADLINE));
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk) {
+                        Ok(n) if n > 0 => head.extend_from_slice(&chunk[..n]),
+                        _ => break,
+                    }
+                }
+                held.push(conn);
+            }
+        }
+    });
+    (addr, stop)
+}
+
+#[test]
+fn a_backend_that_stops_reading_a_body_gets_504_and_the_blame() {
+    // The client sends its whole body at once; the backend takes the head and stops. The
+    // stall is the backend's: 504, not a 408 that would invite the client to send it all
+    // again, and a failed request for passive health (here one ejects it).
+    let (stuck, stop) = head_only();
+    let ok = Backend::ok("ok");
+    let p = proxy(
+        &[stuck, ok.addr],
+        &[
+            "--backend-timeout",
+            "300ms",
+            "--eject-after",
+            "1",
+            "--eject-base",
+            "10s",
+            "--health-interval",
+            "0s",
+        ],
+    );
+    let size = 8 << 20;
+    let mut c = p.client();
+    c.send(format!("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {size}\r\n\r\n").as_bytes());
+    let mut body = c.writer();
+    let writer = std::thread::spawn(move || {
+        // Fails once the proxy gives up and closes: the bytes are not wanted any more.
+        let _ = body.write_all(&vec![b'x'; size]);
+    });
+    let r = c.read_response();
+    assert_eq!(r.status, 504, "{}", r.text());
+    let _ = writer.join();
+    let mut c = p.client();
+    for _ in 0..4 {
+        let r = c.request(GET);
+        assert_eq!((r.status, r.text()), (200, "ok".to_string()));
+    }
+    drop(stop);
+}
+
 #[test]
 fn a_close_delimited_answer_cut_by_a_backend_reset_ends_in_a_reset() {
     // The body ends at the close, and the backend's close was an abort: the client must not
