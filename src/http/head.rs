@@ -194,14 +194,15 @@ fn syntax(e: httparse::Error, buf: &[u8]) -> HeadError {
     }
 }
 
-/// What follows the empty lines a message may start with (RFC 9112 §2.2 lets a server
-/// ignore them before a request line).
-pub fn after_empty_lines(buf: &[u8]) -> &[u8] {
-    let start = buf
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(buf.len());
-    &buf[start..]
+/// What follows the empty lines (CRLF, or a bare LF) a message may start with (RFC 9112 §2.2
+/// lets a server ignore them before a request line). A CR alone is not an empty line.
+pub fn after_empty_lines(mut buf: &[u8]) -> &[u8] {
+    loop {
+        buf = match buf {
+            [b'\r', b'\n', rest @ ..] | [b'\n', rest @ ..] => rest,
+            _ => return buf,
+        }
+    }
 }
 
 /// The status line's version token (its first word) reads `HTTP/<digit>.<digit>`.
@@ -579,6 +580,22 @@ mod tests {
             Err(e) => e.status(),
             Ok(other) => panic!("{:?} accepted: {other:?}", String::from_utf8_lossy(raw)),
         }
+    }
+
+    #[test]
+    fn only_whole_empty_lines_are_skipped() {
+        assert_eq!(after_empty_lines(b"\r\n\n\r\nGET"), b"GET");
+        assert_eq!(
+            after_empty_lines(b"\r\n\r"),
+            b"\r",
+            "a CR alone waits for its LF"
+        );
+        assert_eq!(
+            after_empty_lines(b"\rGET"),
+            b"\rGET",
+            "a bare CR is not an empty line"
+        );
+        assert_eq!(after_empty_lines(b""), b"");
     }
 
     #[test]

@@ -299,6 +299,13 @@ impl Proxy {
         let Phase::Head { started } = &mut s.phase else {
             return Step::Idle;
         };
+        // Empty lines before a request line are dropped (RFC 9112 §2.2), so that they are
+        // never taken for the end of a head, nor fill the buffer a head needs.
+        let empty = s.inbuf.len() - head::after_empty_lines(s.inbuf.data()).len();
+        if empty > 0 {
+            s.inbuf.consume(empty);
+            s.scanned = 0;
+        }
         if s.inbuf.is_empty() {
             return if s.eof { Step::Close } else { Step::Idle };
         }
@@ -314,41 +321,12 @@ impl Proxy {
         let max_head = self.cfg.max_head;
         let data = s.inbuf.data();
         if head::find_head_end(data, s.scanned).is_none() {
-            // Bytes that can never start a valid head (a TLS handshake, a bad field line) are
-            // refused now rather than at the head deadline. The partial head is parsed again
-            // only on its first bytes and when a line was completed: a head that trickles in
-            // costs a parse per line (at most MAX_HEADERS of them), not per byte.
-            let fresh = &data[s.scanned.min(data.len())..];
-            if s.scanned == 0 || fresh.contains(&b'\n') {
-                let window = &data[..data.len().min(max_head)];
-                if let Err(e) = head::check_partial_request(window) {
-                    refuse(s, e);
-                    return Step::Progress;
-                }
-            }
-            s.scanned = data.len();
-            if s.inbuf.is_full() && data.len() < max_head && self.grow(&mut s.inbuf) {
-                return Step::Progress; // a long head: room to read the rest of it
-            }
-            let data = s.inbuf.data();
-            if data.len() >= max_head {
-                // RFC 9110 §15.5.15: a request line that alone overruns the cap is 414.
-                if data.contains(&b'\n') {
-                    s.answer(Canned::HeaderFieldsTooLarge, "request head too large");
-                } else {
-                    s.answer(Canned::UriTooLong, "request line too long");
-                }
-                return Step::Progress;
-            }
-            return if s.eof { Step::Close } else { Step::Idle };
+            return self.head_incomplete(s);
         }
         let mut headers = EMPTY_HEADERS;
         let req = match head::parse_request(data, &mut headers, max_head) {
             Ok(Parse::Complete(req)) => req,
-            Ok(Parse::Partial) => {
-                s.scanned = data.len();
-                return Step::Idle;
-            }
+            Ok(Parse::Partial) => return self.head_incomplete(s),
             Err(e) => {
                 refuse(s, e);
                 return Step::Progress;
@@ -396,6 +374,48 @@ impl Proxy {
         };
         s.phase = Phase::Exchange(ex);
         self.attach(key, s, now, None)
+    }
+
+    /// A head that has not all arrived: refused early if its bytes already show it is bad,
+    /// else room made for the rest of it, or an answer when it cannot fit.
+    fn head_incomplete(&mut self, s: &mut Session) -> Step {
+        let max_head = self.cfg.max_head;
+        let data = s.inbuf.data();
+        // Bytes that can never start a valid head (a TLS handshake, a bad field line) are
+        // refused now rather than at the head deadline. The partial head is parsed again
+        // only on its first bytes and when a line was completed: a head that trickles in
+        // costs a parse per line (at most MAX_HEADERS of them), not per byte.
+        let fresh = &data[s.scanned.min(data.len())..];
+        if s.scanned == 0 || fresh.contains(&b'\n') {
+            let window = &data[..data.len().min(max_head)];
+            if let Err(e) = head::check_partial_request(window) {
+                refuse(s, e);
+                return Step::Progress;
+            }
+        }
+        s.scanned = data.len();
+        if s.inbuf.is_full() && data.len() < max_head && self.grow(&mut s.inbuf) {
+            return Step::Progress; // a long head: room to read the rest of it
+        }
+        let data = s.inbuf.data();
+        if data.len() >= max_head {
+            // RFC 9110 §15.5.15: a request line that alone overruns the cap is 414.
+            if data.contains(&b'\n') {
+                s.answer(Canned::HeaderFieldsTooLarge, "request head too large");
+            } else {
+                s.answer(Canned::UriTooLong, "request line too long");
+            }
+            return Step::Progress;
+        }
+        if s.eof {
+            Step::Close
+        } else if s.readable && !s.inbuf.is_full() {
+            // Bytes this loop has not read yet may hold the rest (the buffer had filled, and
+            // room was made since): read on, for no new readiness will announce them.
+            Step::Progress
+        } else {
+            Step::Idle
+        }
     }
 
     /// Ends a request: the backend connection back to its pool or closed, the client

@@ -230,6 +230,36 @@ fn a_connection_that_sends_nothing_is_closed_without_408() {
 }
 
 #[test]
+fn empty_lines_before_a_request_are_skipped_however_many_and_whatever_follows() {
+    // RFC 9112 §2.2. Two cases that once hung until the head timeout: empty lines between
+    // pipelined requests, before a head larger than the first head buffer; and more empty
+    // lines than that buffer holds.
+    let (b, p) = setup(&["--head-timeout", "5s"]);
+    let cookie = "c".repeat(5000);
+    let mut c = p.client();
+    c.send(
+        format!(
+            "GET /small HTTP/1.1\r\nHost: a\r\n\r\n\r\n\r\n\
+             GET /big HTTP/1.1\r\nHost: a\r\nCookie: {cookie}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(c.read_response_to(Method::Get).status, 200);
+    assert_eq!(c.read_response_to(Method::Get).status, 200);
+    let mut c = p.client();
+    c.send(
+        format!(
+            "{}GET /after HTTP/1.1\r\nHost: a\r\n\r\n",
+            "\r\n".repeat(3000)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(c.read_response_to(Method::Get).status, 200);
+    let paths: Vec<String> = b.seen().iter().map(|r| r.path().to_string()).collect();
+    assert_eq!(paths, ["/small", "/big", "/after"]);
+}
+
+#[test]
 fn max_forwards_is_answered_at_zero_and_counted_down_otherwise() {
     // RFC 9110 §7.6.2, for OPTIONS and TRACE only.
     let (b, p) = setup(&[]);
