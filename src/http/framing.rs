@@ -6,7 +6,7 @@
 
 use std::ops::Range;
 
-use super::chunked::{ChunkedDecoder, ChunkedError};
+use super::chunked::{is_tchar, ChunkedDecoder, ChunkedError};
 use super::head::Version;
 
 /// How the body of one message is delimited.
@@ -208,10 +208,7 @@ pub fn scan_fields(headers: &[httparse::Header<'_>]) -> Result<Fields, FramingEr
                 }
             }
             7 if name.eq_ignore_ascii_case(b"upgrade") => {
-                // A switch to `h2c` is not asked for: HTTP/2's upgrade from HTTP/1.1 is
-                // deprecated (RFC 9113 §3.1), and a tunnel to a backend speaking it would
-                // carry requests the proxy never sees. Other protocols count.
-                f.upgrade |= list_items(h.value).any(|p| !is_h2c(p));
+                f.upgrade |= list_items(h.value).any(upgrade_offerable);
             }
             12 if name.eq_ignore_ascii_case(b"max-forwards") && f.max_forwards.is_none() => {
                 f.max_forwards = parse_max_forwards(h.value);
@@ -375,10 +372,15 @@ pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|s| !s.is_empty())
 }
 
-/// An `Upgrade` protocol (`name["/" version]`) naming HTTP/2 over cleartext.
-fn is_h2c(protocol: &[u8]) -> bool {
-    let name = protocol.split(|&b| b == b'/').next().unwrap_or(protocol);
-    name.eq_ignore_ascii_case(b"h2c")
+/// Whether an item of a request's `Upgrade` list is passed on: a well-formed protocol
+/// (`name["/" version]`, both tokens, RFC 9110 §7.8), and not `h2c`. HTTP/2's upgrade from
+/// HTTP/1.1 is deprecated (RFC 9113 §3.1), and a tunnel to a backend speaking it would carry
+/// requests the proxy never sees.
+pub fn upgrade_offerable(protocol: &[u8]) -> bool {
+    let mut parts = protocol.splitn(2, |&b| b == b'/');
+    let name = parts.next().unwrap_or_default();
+    let token = |t: &[u8]| !t.is_empty() && t.iter().all(|&b| is_tchar(b));
+    token(name) && parts.next().is_none_or(token) && !name.eq_ignore_ascii_case(b"h2c")
 }
 
 /// Strips spaces and tabs from both ends.
@@ -728,7 +730,10 @@ mod tests {
             ("h2c", false),
             ("H2C/2", false),
             ("", false),
+            ("h2c;", false),
+            ("a/", false),
             ("h2c, websocket", true),
+            ("websocket/13", true),
         ] {
             let f = fields(&[("Connection", "Upgrade"), ("Upgrade", value)]).unwrap();
             assert_eq!(f.upgrade, asks, "{value:?}");

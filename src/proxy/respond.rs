@@ -87,8 +87,9 @@ impl Proxy {
         // leaves the connection usable; anything else could keep them for long.
         let mut spoil = true;
         let next = match status {
-            // A switch must say what it switches to (RFC 9110 §15.2.2).
-            101 if ex.meta.upgrade && resp.headers.iter().any(|h| is_upgrade(h.name)) => {
+            // A switch must say what it switches to (RFC 9110 §15.2.2), which must be one of
+            // the protocols passed on (RFC 9110 §7.8; never h2c).
+            101 if ex.meta.upgrade && rewrite::switch_was_offered(&s.reqhead, &resp) => {
                 edits.switching = true;
                 rewrite::response_head(s.out.vec(), &resp, edits);
                 None
@@ -280,10 +281,6 @@ impl Proxy {
 fn cut_short(abort: &mut bool, reset: bool) -> Step {
     *abort |= reset;
     Step::Close
-}
-
-fn is_upgrade(name: &str) -> bool {
-    name.eq_ignore_ascii_case("upgrade")
 }
 
 fn bad_gateway(s: &mut Session, why: &'static str) -> Step {

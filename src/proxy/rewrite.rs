@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::net::IpAddr;
 
-use crate::http::framing::{list_items, parse_max_forwards, BodyKind};
+use crate::http::framing::{list_items, upgrade_offerable, BodyKind};
 use crate::http::head::{Method, Request, Response, Version};
 
 /// Fields that describe one hop and never pass a proxy (RFC 9110 §7.6.1), plus the ones the
@@ -27,7 +27,7 @@ const HOP_BY_HOP: [&str; 7] = [
 const PROTECTED: [&str; 3] = ["content-length", "transfer-encoding", "host"];
 
 /// Whether the field `name` is dropped when forwarding a message whose fields are `all`.
-/// `keep_upgrade` keeps `Upgrade` while a protocol switch is being asked for or agreed.
+/// `keep_upgrade` keeps `Upgrade` while a protocol switch is being agreed.
 fn is_hop_by_hop(name: &str, all: &[httparse::Header<'_>], keep_upgrade: bool) -> bool {
     if keep_upgrade && name.eq_ignore_ascii_case("upgrade") {
         return false;
@@ -102,11 +102,12 @@ pub fn request_head(out: &mut Vec<u8>, req: &Request<'_, '_>, client: &ClientAdd
     }
     let chunked = req.body == BodyKind::Chunked;
     let hop_limited = matches!(req.method, Method::Options | Method::Trace);
-    let mut coding_written = false;
+    let (mut coding_written, mut max_forwards_written) = (false, false);
     let (mut forwarded_for, mut via) = (false, false);
     for h in req.headers {
         let name = h.name;
-        if is_hop_by_hop(name, req.headers, upgrade)
+        // `Upgrade` is written again below, with only the protocols passed on.
+        if is_hop_by_hop(name, req.headers, false)
             || name.eq_ignore_ascii_case("expect")
             || name.eq_ignore_ascii_case("x-forwarded-proto")
             || (req.authority.is_some() && name.eq_ignore_ascii_case("host"))
@@ -116,7 +117,9 @@ pub fn request_head(out: &mut Vec<u8>, req: &Request<'_, '_>, client: &ClientAdd
         if chunked && name.eq_ignore_ascii_case("transfer-encoding") {
             if !coding_written {
                 coding_written = true;
-                write_codings(out, req.headers);
+                out.extend_from_slice(b"Transfer-Encoding: ");
+                write_items(out, req.headers, name, |_| true);
+                out.extend_from_slice(b"\r\n");
             }
             continue;
         }
@@ -130,22 +133,26 @@ pub fn request_head(out: &mut Vec<u8>, req: &Request<'_, '_>, client: &ClientAdd
             continue;
         }
         if hop_limited && name.eq_ignore_ascii_case("max-forwards") {
-            // RFC 9110 §7.6.2: one less for the next hop (0 was answered here).
-            if let Some(n) = parse_max_forwards(h.value) {
-                let _ = write!(out, "Max-Forwards: {}\r\n", n.saturating_sub(1));
+            // RFC 9110 §7.6.2: one less for the next hop (0 was answered here), as one
+            // field: the value the proxy went by.
+            if let Some(n) = req.fields.max_forwards {
+                if !max_forwards_written {
+                    max_forwards_written = true;
+                    let _ = write!(out, "Max-Forwards: {}\r\n", n.saturating_sub(1));
+                }
                 continue;
             }
         }
         field(out, name, h.value);
     }
     out.extend_from_slice(b"X-Forwarded-For: ");
-    if forwarded_for {
-        write_values(out, req.headers, "x-forwarded-for");
+    if forwarded_for && write_items(out, req.headers, "x-forwarded-for", |_| true) {
+        out.extend_from_slice(b", ");
     }
     out.extend_from_slice(client.as_bytes());
     out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\nVia: ");
-    if via {
-        write_values(out, req.headers, "via");
+    if via && write_items(out, req.headers, "via", |_| true) {
+        out.extend_from_slice(b", ");
     }
     // RFC 9110 §7.6.3: the protocol the request was received with; "HTTP/" may be left out.
     out.extend_from_slice(match req.version {
@@ -155,8 +162,29 @@ pub fn request_head(out: &mut Vec<u8>, req: &Request<'_, '_>, client: &ClientAdd
     out.extend_from_slice(VIA_NAME);
     out.extend_from_slice(b"\r\n");
     if upgrade {
-        out.extend_from_slice(b"Connection: upgrade\r\n");
+        out.extend_from_slice(b"Upgrade: ");
+        write_items(out, req.headers, "upgrade", upgrade_offerable);
+        out.extend_from_slice(b"\r\nConnection: upgrade\r\n");
     }
+}
+
+/// Whether every protocol a `101` names was offered in `sent`, the request head as it was
+/// forwarded (RFC 9110 §7.8: a server MUST NOT switch to a protocol the client did not
+/// indicate). A 101 naming none is refused too (RFC 9110 §15.2.2).
+pub fn switch_was_offered(sent: &[u8], resp: &Response<'_, '_>) -> bool {
+    const LINE: &[u8] = b"\r\nUpgrade: ";
+    let Some(at) = sent.windows(LINE.len()).position(|w| w == LINE) else {
+        return false;
+    };
+    let rest = &sent[at + LINE.len()..];
+    let offer = &rest[..rest.iter().position(|&b| b == b'\r').unwrap_or(rest.len())];
+    let mut named = resp
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("upgrade"))
+        .flat_map(|h| list_items(h.value))
+        .peekable();
+    named.peek().is_some() && named.all(|p| list_items(offer).any(|o| o.eq_ignore_ascii_case(p)))
 }
 
 /// The content of the proxy's answer to a TRACE it may not forward (RFC 9110 §9.3.8): the
@@ -196,31 +224,25 @@ fn write_target(out: &mut Vec<u8>, req: &Request<'_, '_>) {
 }
 
 /// Every value of the fields called `name`, in order, each followed by `, `.
-fn write_values(out: &mut Vec<u8>, all: &[httparse::Header<'_>], name: &str) {
-    for h in all.iter().filter(|h| h.name.eq_ignore_ascii_case(name)) {
-        out.extend_from_slice(h.value);
-        out.extend_from_slice(b", ");
-    }
-}
-
-/// One `Transfer-Encoding` line with every coding of every line, in order, read with the same
-/// list rules the framing decision used ([`list_items`]: empty elements and whitespace gone).
-fn write_codings(out: &mut Vec<u8>, all: &[httparse::Header<'_>]) {
-    out.extend_from_slice(b"Transfer-Encoding: ");
+/// Every element of every `name` field, in order, as one list, read with the same rules the
+/// framing decision used ([`list_items`]: empty elements and whitespace gone), less those
+/// `keep` refuses. Whether any was written.
+fn write_items(
+    out: &mut Vec<u8>,
+    all: &[httparse::Header<'_>],
+    name: &str,
+    keep: fn(&[u8]) -> bool,
+) -> bool {
     let mut first = true;
-    for h in all {
-        if !h.name.eq_ignore_ascii_case("transfer-encoding") {
-            continue;
+    let named = all.iter().filter(|h| h.name.eq_ignore_ascii_case(name));
+    for item in named.flat_map(|h| list_items(h.value)).filter(|i| keep(i)) {
+        if !first {
+            out.extend_from_slice(b", ");
         }
-        for coding in list_items(h.value) {
-            if !first {
-                out.extend_from_slice(b", ");
-            }
-            first = false;
-            out.extend_from_slice(coding);
-        }
+        first = false;
+        out.extend_from_slice(item);
     }
-    out.extend_from_slice(b"\r\n");
+    !first
 }
 
 /// Ends a head written by [`request_head`] for one particular backend: an HTTP/1.0 request
@@ -346,6 +368,12 @@ mod tests {
         assert!(got.contains("\r\nMax-Forwards: 9\r\n"), "{got}");
         let got = rewrite_request(b"GET / HTTP/1.1\r\nHost: a\r\nMax-Forwards: 10\r\n\r\n");
         assert!(got.contains("\r\nMax-Forwards: 10\r\n"), "{got}");
+        // One field goes on: the one the proxy went by, counted down.
+        let got = rewrite_request(
+            b"TRACE / HTTP/1.1\r\nHost: a\r\nMax-Forwards: 5\r\nMax-Forwards: 9\r\n\r\n",
+        );
+        assert!(got.contains("\r\nMax-Forwards: 4\r\n"), "{got}");
+        assert_eq!(got.matches("Max-Forwards").count(), 1, "{got}");
     }
 
     #[test]
@@ -504,6 +532,11 @@ mod tests {
             "{got}"
         );
         assert_eq!(got.matches("orwarded-For").count(), 1);
+        // Empty elements are not passed on as `, ` before the client.
+        let got =
+            rewrite_request(b"GET / HTTP/1.1\r\nX-Forwarded-For:\r\nVia: ,\r\nHost: h\r\n\r\n");
+        assert!(got.contains("\r\nX-Forwarded-For: 10.0.0.9\r\n"), "{got}");
+        assert!(got.contains("\r\nVia: 1.1 rr-proxy\r\n"), "{got}");
     }
 
     #[test]
@@ -513,6 +546,42 @@ mod tests {
         );
         assert!(got.contains("Upgrade: websocket\r\n"), "{got}");
         assert!(got.ends_with("Connection: upgrade\r\n\r\n"), "{got}");
+        // One list of the protocols passed on: no h2c, nothing malformed.
+        let got = rewrite_request(
+            b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: h2c, websocket/13\r\n\
+              upgrade: x;, H2C/2, foo\r\n\r\n",
+        );
+        assert!(got.contains("\r\nUpgrade: websocket/13, foo\r\n"), "{got}");
+        assert_eq!(
+            got.to_ascii_lowercase().matches("upgrade:").count(),
+            1,
+            "{got}"
+        );
+    }
+
+    #[test]
+    fn a_switch_must_name_protocols_the_request_offered() {
+        let sent = rewrite_request(
+            b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: h2c, WebSocket\r\n\r\n",
+        );
+        for (upgrade, ok) in [
+            ("websocket", true),
+            ("h2c", false),
+            ("websocket, h2c", false),
+            ("other", false),
+            ("", false),
+        ] {
+            let raw = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: {upgrade}\r\n\r\n");
+            let mut h = EMPTY_HEADERS;
+            let Ok(Parse::Complete(resp)) = parse_response(raw.as_bytes(), &mut h, 4096) else {
+                panic!("bad test response {raw:?}");
+            };
+            assert_eq!(
+                switch_was_offered(sent.as_bytes(), &resp),
+                ok,
+                "{upgrade:?}"
+            );
+        }
     }
 
     #[test]

@@ -304,6 +304,15 @@ fn an_h2c_upgrade_is_served_as_a_plain_request() {
     for h in ["upgrade", "http2-settings", "connection"] {
         assert_eq!(seen.header(h), None, "{h} in {}", seen.head);
     }
+    // Offered beside another protocol, h2c is taken off the list, and a backend that
+    // switches to it anyway is refused.
+    let r = roundtrip(
+        &p,
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: h2c, websocket\r\n\r\n",
+    );
+    assert_eq!(r.status, 502, "a switch to a protocol not passed on");
+    let seen = &b.seen()[1];
+    assert_eq!(seen.header("upgrade").as_deref(), Some("websocket"));
 }
 
 #[test]
