@@ -327,6 +327,9 @@ fn length(n: u64) -> BodyKind {
 /// RFC 9110 §8.6: `Content-Length = 1*DIGIT`, with checked arithmetic so a long run of digits is
 /// an error rather than a wrapped number.
 pub fn parse_content_length(value: &[u8]) -> Result<u64, FramingError> {
+    // Past 2^63 - 1 most servers cannot hold the number (a signed 64-bit length): one that
+    // clamps or wraps it would read a different body than the proxy (RFC 9110 §8.6).
+    const MAX: u64 = i64::MAX as u64;
     if value.is_empty() {
         return Err(FramingError::BadContentLength);
     }
@@ -338,6 +341,7 @@ pub fn parse_content_length(value: &[u8]) -> Result<u64, FramingError> {
         n = n
             .checked_mul(10)
             .and_then(|n| n.checked_add(u64::from(b - b'0')))
+            .filter(|&n| n <= MAX)
             .ok_or(FramingError::BadContentLength)?;
     }
     Ok(n)
@@ -591,10 +595,14 @@ mod tests {
             (&[("Content-Length", "42")], Ok(Length(42))),
             (&[("content-length", "007")], Ok(Length(7))),
             (
-                &[("Content-Length", "18446744073709551615")],
-                Ok(Length(u64::MAX)),
+                &[("Content-Length", "9223372036854775807")],
+                Ok(Length(i64::MAX as u64)),
             ),
-            // RFC 9110 §8.6: only digits, no sign, no list, no overflow.
+            // RFC 9110 §8.6: only digits, no sign, no list, nothing past 2^63 - 1.
+            (
+                &[("Content-Length", "9223372036854775808")],
+                Err(BadContentLength),
+            ),
             (
                 &[("Content-Length", "18446744073709551616")],
                 Err(BadContentLength),

@@ -132,6 +132,13 @@ pub fn request_head(out: &mut Vec<u8>, req: &Request<'_, '_>, client: &ClientAdd
             via = true; // appended below, like X-Forwarded-For
             continue;
         }
+        if h.value.len() > 1 && h.value[0] == b'0' && name.eq_ignore_ascii_case("content-length") {
+            // Leading zeros go: a backend reading the number as C's `strtol(s, 0)` would take
+            // `010` for eight.
+            let n = req.fields.content_length.unwrap_or_default();
+            let _ = write!(out, "Content-Length: {n}\r\n");
+            continue;
+        }
         if hop_limited && name.eq_ignore_ascii_case("max-forwards") {
             // RFC 9110 §7.6.2: one less for the next hop (0 was answered here), as one
             // field: the value the proxy went by.
@@ -582,6 +589,14 @@ mod tests {
                 "{upgrade:?}"
             );
         }
+    }
+
+    #[test]
+    fn content_length_goes_on_without_leading_zeros() {
+        let got = rewrite_request(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0010\r\n\r\n");
+        assert!(got.contains("\r\nContent-Length: 10\r\n"), "{got}");
+        let got = rewrite_request(b"POST / HTTP/1.1\r\nHost: h\r\ncontent-length: 0\r\n\r\n");
+        assert!(got.contains("\r\ncontent-length: 0\r\n"), "{got}");
     }
 
     #[test]
