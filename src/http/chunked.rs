@@ -5,13 +5,22 @@
 //! chunked-body = *chunk last-chunk trailer-section CRLF
 //! chunk        = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
 //! last-chunk   = 1*("0") [ chunk-ext ] CRLF
+//! chunk-ext    = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+//! chunk-ext-val = token / quoted-string
 //! ```
+//!
+//! The body passes on to the next hop as it came, so anything a stricter or a looser parser
+//! could frame differently is refused here: extensions must follow the grammar, and a size
+//! has at most 16 hex digits, leading zeros included (as Go's server counts them).
 
 use super::framing::Step;
 
 /// The longest chunk-size line (size, extensions, CRLF) accepted. Extensions carry nothing we
 /// use; a sender that needs more than this is hostile or broken.
 pub const MAX_CHUNK_LINE: usize = 4 * 1024;
+
+/// The most hex digits of a chunk-size, leading zeros included.
+const MAX_SIZE_DIGITS: usize = 16;
 
 /// The most bytes of trailer fields accepted after the last chunk.
 pub const MAX_TRAILER_BYTES: usize = 16 * 1024;
@@ -55,10 +64,10 @@ impl std::fmt::Display for ChunkedError {
 enum State {
     /// Reading hex digits; `digits` counts them so an empty size is caught.
     Size { size: u64, digits: usize },
-    /// Spaces after the size, allowed only before `;` (the BWS of chunk-ext).
+    /// Spaces after the size or an extension, allowed only before `;` (the BWS of chunk-ext).
     SizeSpace { size: u64, line: usize },
     /// Inside the extensions, up to the CR.
-    Extension { size: u64, line: usize },
+    Extension { size: u64, line: usize, at: Ext },
     /// Saw the CR ending the size line; LF must follow.
     SizeLf { size: u64 },
     /// This many data bytes remain in the current chunk.
@@ -79,6 +88,59 @@ enum State {
     EndLf,
     /// The body is complete.
     Done,
+}
+
+/// Where an extension stands (see the grammar at the top).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ext {
+    /// After `;`: spaces, then the name.
+    Start,
+    /// In the name.
+    Name,
+    /// Spaces after the name: `=` or `;` must follow.
+    NameEnd,
+    /// After `=`: spaces, then a token or a quoted string.
+    ValueStart,
+    /// In a token value.
+    Token,
+    /// In a quoted string.
+    Quoted,
+    /// After a backslash in a quoted string.
+    Escape,
+    /// After the closing quote.
+    ValueEnd,
+}
+
+/// What one byte of an extension leads to.
+enum ExtMove {
+    To(Ext),
+    /// Spaces that only `;` may follow.
+    Space,
+    /// The CR ending the line.
+    End,
+}
+
+/// One byte of an extension, or `None` when the byte breaks the grammar.
+fn ext_next(at: Ext, b: u8) -> Option<ExtMove> {
+    use Ext::*;
+    let ws = matches!(b, b' ' | b'\t');
+    Some(match (at, b) {
+        (Start | ValueStart | NameEnd, _) if ws => ExtMove::To(at),
+        (Start, _) if is_tchar(b) => ExtMove::To(Name),
+        (Name, _) if is_tchar(b) => ExtMove::To(Name),
+        (Name, _) if ws => ExtMove::To(NameEnd),
+        (Name | NameEnd, b'=') => ExtMove::To(ValueStart),
+        (Name | NameEnd | Token | ValueEnd, b';') => ExtMove::To(Start),
+        (Name | Token | ValueEnd, b'\r') => ExtMove::End,
+        (Token | ValueEnd, _) if ws => ExtMove::Space,
+        (ValueStart, b'"') => ExtMove::To(Quoted),
+        (ValueStart | Token, _) if is_tchar(b) => ExtMove::To(Token),
+        (Quoted, b'"') => ExtMove::To(ValueEnd),
+        (Quoted, b'\\') => ExtMove::To(Escape),
+        // qdtext, and what a backslash may quote: tab, space, visible bytes, obs-text.
+        (Quoted | Escape, b'\t' | b' '..=b'~' | 0x80..=0xff) => ExtMove::To(Quoted),
+        _ => return None,
+    })
 }
 
 /// An incremental decoder for one chunked body.
@@ -147,8 +209,8 @@ impl ChunkedDecoder {
                         .checked_mul(16)
                         .and_then(|s| s.checked_add(u64::from(v)))
                         .ok_or(BadSize)?;
-                    if digits + 1 >= MAX_CHUNK_LINE {
-                        return Err(BadExtension);
+                    if digits + 1 > MAX_SIZE_DIGITS {
+                        return Err(BadSize);
                     }
                     State::Size {
                         size,
@@ -157,7 +219,11 @@ impl ChunkedDecoder {
                 }
                 _ if digits == 0 => return Err(BadSize),
                 (_, b'\r') => State::SizeLf { size },
-                (_, b';') => State::Extension { size, line: digits },
+                (_, b';') => State::Extension {
+                    size,
+                    line: digits,
+                    at: Ext::Start,
+                },
                 (_, b' ' | b'\t') => State::SizeSpace { size, line: digits },
                 _ => return Err(BadSize),
             },
@@ -166,17 +232,21 @@ impl ChunkedDecoder {
                     size,
                     line: bounded(line, MAX_CHUNK_LINE, BadExtension)?,
                 },
-                b';' => State::Extension { size, line },
-                _ => return Err(BadExtension),
-            },
-            State::Extension { size, line } => match b {
-                b'\r' => State::SizeLf { size },
-                b'\t' | b' '..=b'~' | 0x80..=0xff => State::Extension {
+                b';' => State::Extension {
                     size,
-                    line: bounded(line, MAX_CHUNK_LINE, BadExtension)?,
+                    line,
+                    at: Ext::Start,
                 },
                 _ => return Err(BadExtension),
             },
+            State::Extension { size, line, at } => {
+                let line = bounded(line, MAX_CHUNK_LINE, BadExtension)?;
+                match ext_next(at, b).ok_or(BadExtension)? {
+                    ExtMove::To(at) => State::Extension { size, line, at },
+                    ExtMove::Space => State::SizeSpace { size, line },
+                    ExtMove::End => State::SizeLf { size },
+                }
+            }
             State::SizeLf { size } => match b {
                 b'\n' if size == 0 => State::TrailerStart { total: 0 },
                 b'\n' => State::Data { remaining: size },
@@ -288,6 +358,12 @@ mod tests {
             (b"4\r\nRust\r\n0\r\n\r\nGET / HTTP/1.1", b"Rust", 14),
             (b"3;a=b;c=\"d\"\r\nabc\r\n0\r\n\r\n", b"abc", 0),
             (b"3 ;x\r\nabc\r\n0\r\n\r\n", b"abc", 0),
+            (
+                b"3 ; a = b ;c= \"d;\\\"\xff\" ;e\r\nabc\r\n0\r\n\r\n",
+                b"abc",
+                0,
+            ),
+            (b"3;a=b \t;c\r\nabc\r\n0;last\r\n\r\n", b"abc", 0),
             (b"A\r\n0123456789\r\n0\r\n\r\n", b"0123456789", 0),
             (
                 b"1\r\na\r\n1\r\nb\r\n0\r\nX-Sum: 1\r\nY: \r\n\r\n",
@@ -295,6 +371,7 @@ mod tests {
                 0,
             ),
             (b"00000002\r\nhi\r\n000\r\n\r\n", b"hi", 0),
+            (b"0000000000000002\r\nhi\r\n0\r\n\r\n", b"hi", 0),
             (b"ffffffffffffffff\r\n", b"", 0),
         ];
         for (input, payload, rest) in cases {
@@ -323,6 +400,16 @@ mod tests {
             (b"1 x\r\n", BadExtension),
             (b"1;a\x00\r\n", BadExtension),
             (b"1;a\nb\r\n", BadExtension),
+            (b"00000000000000001\r\n", BadSize), // 17 digits
+            (b"1;\r\n", BadExtension),           // no name
+            (b"1;a=\r\n", BadExtension),         // no value
+            (b"1;a \r\n", BadExtension),         // space before the end
+            (b"1;a=b \r\n", BadExtension),
+            (b"1;a=\"x\r\n", BadExtension),  // the quote never ends
+            (b"1;a=\xff\r\n", BadExtension), // obs-text outside quotes
+            (b"1;a=\"x\"y\r\n", BadExtension),
+            (b"1;a=b=c\r\n", BadExtension),
+            (b"1;a=\"\\\x01\"\r\n", BadExtension),
             (b"3\r\nabcX\r\n", MissingDataCrlf),
             (b"3\r\nabc\rX", MissingDataCrlf),
             (b"3\r\nabc\n0\r\n\r\n", MissingDataCrlf),
@@ -354,10 +441,7 @@ mod tests {
 
         let mut zeros = vec![b'0'; MAX_CHUNK_LINE + 10];
         zeros.push(b'\r');
-        assert_eq!(
-            run(&zeros, 100).map(|_| ()),
-            Err(ChunkedError::BadExtension)
-        );
+        assert_eq!(run(&zeros, 100).map(|_| ()), Err(ChunkedError::BadSize));
 
         let mut trailers = b"0\r\n".to_vec();
         while trailers.len() < MAX_TRAILER_BYTES + 100 {
@@ -384,6 +468,7 @@ mod tests {
     fn every_split_gives_the_same_result() {
         let bodies: &[&[u8]] = &[
             b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nT: v\r\n\r\nNEXT",
+            b"5 ; a = \"q;\\\"\" ;b\r\nhello\r\n0\r\n\r\n",
             b"3\r\nabc\r\n0\r\n\rX",
             b"2\r\nab\r\n1x\r\n",
         ];

@@ -385,10 +385,22 @@ fn ambiguous_framing_is_refused_and_never_forwarded() {
     }
     // A bad chunk size is found after the head went out: the backend never sees a second
     // request smuggled inside it, and the client gets 400.
-    let mut s = p.client();
-    s.send(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n");
-    assert_eq!(s.read_response_to(Method::Post).status, 400);
-    s.expect_closed();
+    // Likewise sizes and extensions another parser could read differently: an unclosed
+    // quote that one reading of the extension carries past the line end, 17 hex digits.
+    let bodies: [&[u8]; 3] = [
+        b"zz\r\n",
+        b"5;a=\"x\r\nhello\r\n0\r\n\r\n\"\r\n",
+        b"00000000000000005\r\nhello\r\n0\r\n\r\n",
+    ];
+    for body in bodies {
+        let mut s = p.client();
+        s.send(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+        s.send(body);
+        s.send(b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n");
+        let r = s.read_response_to(Method::Post);
+        assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(body));
+        s.expect_closed();
+    }
     assert!(b.seen().iter().all(|r| !r.head.contains("smuggled")));
 }
 
