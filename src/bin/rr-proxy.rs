@@ -11,7 +11,7 @@ use rr_proxy::proxy::{self, config, Listeners};
 
 fn main() -> ExitCode {
     let env_backends = std::env::var("BACKEND_SERVERS").ok();
-    let cfg = match config::from_args(std::env::args().skip(1), env_backends) {
+    let mut cfg = match config::from_args(std::env::args().skip(1), env_backends) {
         Ok(config::Command::Help) => {
             print!("{}", config::HELP);
             return ExitCode::SUCCESS;
@@ -23,6 +23,22 @@ fn main() -> ExitCode {
         }
     };
     logging::init(Some(&log_filter(&cfg)), cfg.log_format);
+    if let Some(limit) = config::open_files_limit() {
+        let asked = (cfg.max_conns, cfg.pool_size);
+        if let Some(changed) = cfg.fit_descriptors(limit) {
+            // A trim of a few percent (10 000 under `ulimit -n 20000`) is only news.
+            let level = if cfg.max_conns < asked.0 / 10 * 9 || cfg.pool_size < asked.1 {
+                log::Level::Warn
+            } else {
+                log::Level::Info
+            };
+            log::log!(
+                level,
+                "the open-file limit (ulimit -n {limit}) does not hold a backend connection \
+                 for every client and the pools: {changed}"
+            );
+        }
+    }
     let listeners = match Listeners::bind(&cfg) {
         Ok(l) => l,
         Err(e) => {

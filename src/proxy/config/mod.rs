@@ -120,10 +120,59 @@ impl Config {
     pub fn reread(&self) -> Result<Config, UsageError> {
         let o = &self.origin;
         match from_args(o.args.clone().into_iter(), o.env_backends.clone())? {
-            Command::Run(cfg) => Ok(*cfg),
+            Command::Run(mut cfg) => {
+                if let Some(limit) = open_files_limit() {
+                    cfg.fit_descriptors(limit);
+                }
+                Ok(*cfg)
+            }
             Command::Help => Err(UsageError("--help on reload".into())),
         }
     }
+
+    /// Lowers `max_conns` (and `pool_size`, to a quarter of the room at most) until the
+    /// settings fit in `limit` descriptors (the process's `ulimit -n`), as HAProxy sizes its
+    /// maxconn: otherwise a client accepted near the limit finds no descriptor left for its
+    /// backend connection and gets 502, where one waiting in the listen backlog would have
+    /// been served. Says what it changed, if anything.
+    pub fn fit_descriptors(&mut self, limit: u64) -> Option<String> {
+        // Listeners, the poller and its waker, signals, logs, the admin port.
+        const RESERVE: u64 = 32;
+        let backends = self.backends.len().max(1) as u64;
+        // Per worker: a probe per backend, the pools, and for each client its connection and
+        // one to a backend.
+        let room =
+            (limit.saturating_sub(RESERVE) / self.workers.max(1) as u64).saturating_sub(backends);
+        let pool_fits = usize::try_from(room / 4 / backends).unwrap_or(usize::MAX);
+        let pool = self.pool_size.min(pool_fits);
+        let clients = (room.saturating_sub(pool as u64 * backends) / 2).max(1);
+        let clients = usize::try_from(clients).unwrap_or(usize::MAX);
+        if self.max_conns <= clients && self.pool_size == pool {
+            return None;
+        }
+        let mut changed = Vec::new();
+        if self.max_conns > clients {
+            changed.push(format!("--max-conns {} -> {clients}", self.max_conns));
+            self.max_conns = clients;
+        }
+        if self.pool_size > pool {
+            changed.push(format!("--pool-size {} -> {pool}", self.pool_size));
+            self.pool_size = pool;
+        }
+        Some(changed.join(", "))
+    }
+}
+
+/// The process's soft limit on open files, from `/proc/self/limits` (Linux; `None` when it
+/// cannot be read or is unlimited).
+pub fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The defaults, also printed by `--help`.

@@ -596,6 +596,26 @@ mod tests {
     }
 
     #[test]
+    fn max_conns_is_lowered_to_fit_the_open_file_limit() {
+        let mut c = parse(
+            &["--backends", "127.0.0.1:1,127.0.0.1:2", "--pool-size", "10"],
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.fit_descriptors(1 << 20), None, "plenty");
+        // 1024 - 32 reserved - 2 probes = 990; 2 x 10 pooled; two each: 485.
+        let changed = c.fit_descriptors(1024).unwrap();
+        assert_eq!(changed, "--max-conns 10000 -> 485");
+        assert_eq!(c.fit_descriptors(1024), None, "fits now");
+        // 96 - 32 - 2 = 62: pools of 62 / 4 / 2 = 7, clients (62 - 14) / 2 = 24.
+        let changed = c.fit_descriptors(96).unwrap();
+        assert_eq!(changed, "--max-conns 485 -> 24, --pool-size 10 -> 7");
+        c.fit_descriptors(10);
+        assert_eq!((c.max_conns, c.pool_size), (1, 0), "never below one client");
+        assert!(open_files_limit().is_some_and(|n| n > 0));
+    }
+
+    #[test]
     fn environment_fills_in_backends() {
         let c = parse(&["--listen=127.0.0.1:0"], Some("127.0.0.1:9000")).unwrap();
         assert_eq!(c.backends[0].addr, "127.0.0.1:9000".parse().unwrap());
