@@ -140,6 +140,15 @@ impl BufferPool {
         }
     }
 
+    /// Sets `n` buffers aside now (at most what it keeps), so the first bursts take them
+    /// without allocating. Their pages are untouched zeroes until used, so they cost address
+    /// space, not memory.
+    pub fn prefill(&mut self, n: usize) {
+        while self.free.len() < n.min(self.max_free) {
+            self.free.push(vec![0; self.size].into_boxed_slice());
+        }
+    }
+
     /// Takes a buffer back; its contents are forgotten.
     pub fn give(&mut self, buf: Buffer) {
         if self.free.len() < self.max_free && buf.data.len() == self.size {
@@ -186,5 +195,8 @@ mod tests {
         pool.give(d); // no storage to keep
         assert_eq!(b.data.as_ptr(), ptr, "the same storage came back");
         assert_eq!(pool.take().capacity(), 16);
+        let mut pool = BufferPool::new(16, 3);
+        pool.prefill(5);
+        assert_eq!(pool.free.len(), 3, "never more than it keeps");
     }
 }

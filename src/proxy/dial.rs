@@ -10,6 +10,7 @@ use super::upstream::{self, Followers, Link, Upstream};
 use super::{pipeline, rewrite, Conn, Proxy};
 use crate::health::Outcome;
 use crate::http::response::{Canned, CONTINUE};
+use crate::net::buffer::Buffer;
 
 /// Most backends one request tries before it is answered with 502: bounded, so a long list of
 /// dead backends cannot hold a client for a connect timeout each.
@@ -123,9 +124,7 @@ impl Proxy {
                 self.conns.try_remove(key);
                 continue;
             }
-            let mut up = up;
-            up.inbuf = self.bufs.take();
-            return Some(up);
+            return Some(up); // its buffer comes with the answer (see `on_exchange`)
         }
     }
 
@@ -160,7 +159,7 @@ impl Proxy {
             reset: false,
             closed_first: false,
             write_shut: false,
-            inbuf: self.bufs.take(),
+            inbuf: Buffer::detached(),
             followers: Followers::default(),
             dirty: false,
         })

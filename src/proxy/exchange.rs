@@ -190,6 +190,13 @@ impl Proxy {
             Ok(st) => step = step.or(st),
             Err(()) => return self.fail(key, s, now, Failure::BeforeResponse),
         }
+        // A backend connection takes a relay buffer when it has bytes (or its end) to read:
+        // a request waiting on a slow backend holds none.
+        if let Some(up) = exchange(s).and_then(|ex| ex.up.as_mut()) {
+            if up.readable && up.inbuf.is_detached() {
+                up.inbuf = self.bufs.take();
+            }
+        }
         step = step.or(read_backend(s));
         if step == Step::Progress {
             s.deadline = now + self.cfg.backend_timeout;

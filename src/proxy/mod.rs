@@ -74,6 +74,10 @@ const HEAD_BUFFER: usize = 4 * 1024;
 const HEAD_BUFFERS_KEPT: usize = 1024;
 /// Free buffers kept for reuse (each `--buffer-size` bytes).
 const BUFFERS_KEPT: usize = 256;
+/// Relay buffers set aside at start. A backend connection holds one only while an answer
+/// arrives, so the most in use at once is reached by chance, long after warm-up: a reserve
+/// keeps such a peak from costing an allocation in the middle of a request.
+const BUFFERS_PREFILLED: usize = 32;
 /// Free head-sized buffers kept for reuse: big heads are rare.
 const BIG_BUFFERS_KEPT: usize = 8;
 /// Events taken from the kernel per poll.
@@ -245,7 +249,11 @@ impl Proxy {
             pipelining: vec![pipeline::Pipelining::default(); n],
             vecs: Vec::new(),
             heads: BufferPool::new(HEAD_BUFFER.min(cfg.buffer_size), HEAD_BUFFERS_KEPT),
-            bufs: BufferPool::new(cfg.buffer_size, BUFFERS_KEPT),
+            bufs: {
+                let mut pool = BufferPool::new(cfg.buffer_size, BUFFERS_KEPT);
+                pool.prefill(BUFFERS_PREFILLED);
+                pool
+            },
             big: BufferPool::new(cfg.max_head.max(cfg.buffer_size), BIG_BUFFERS_KEPT),
             cfg,
         };

@@ -162,7 +162,12 @@ impl Proxy {
         let phase = std::mem::replace(&mut s.phase, Phase::Head { started: false });
         s.phase = match phase {
             Phase::Exchange(ex) => match ex.up {
-                Some(up) => Phase::Tunnel(Box::new(up)),
+                Some(mut up) => {
+                    if up.inbuf.is_detached() {
+                        up.inbuf = self.bufs.take();
+                    }
+                    Phase::Tunnel(Box::new(up))
+                }
                 None => Phase::Closing(Ending::Flush { linger: true }),
             },
             _ => Phase::Closing(Ending::Flush { linger: true }),
