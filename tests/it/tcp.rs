@@ -159,6 +159,14 @@ fn one_shot(serve: impl FnOnce(TcpStream) + Send + 'static) -> (SocketAddr, Join
     (addr, thread)
 }
 
+/// Reads `s` to its end, which must be a reset.
+fn expect_reset(s: &mut TcpStream) {
+    let mut got = Vec::new();
+    let end = s.read_to_end(&mut got).map_err(|e| e.kind());
+    let n = got.len();
+    assert_eq!(end, Err(std::io::ErrorKind::ConnectionReset), "{n} bytes");
+}
+
 fn reset(conn: TcpStream) {
     let _ = socket2::SockRef::from(&conn).set_linger(Some(Duration::ZERO));
 }
@@ -179,14 +187,7 @@ fn a_backend_reset_reaches_the_client_as_a_reset() {
     let p = proxy(&[addr], &["--mode", "tcp"]);
     let mut s = connect(p.addr());
     s.write_all(b"go").expect("write");
-    let mut got = Vec::new();
-    let end = s.read_to_end(&mut got).map_err(|e| e.kind());
-    assert_eq!(
-        end,
-        Err(std::io::ErrorKind::ConnectionReset),
-        "{} bytes",
-        got.len()
-    );
+    expect_reset(&mut s);
     let _ = backend.join();
 }
 
@@ -239,14 +240,7 @@ fn a_tunnel_stalled_with_bytes_in_flight_is_reset_at_the_idle_timeout() {
         .recv_timeout(DEADLINE)
         .expect("the backend's writes ended");
     assert!(sent < 256 << 20, "the proxy never gave up");
-    let mut got = Vec::new();
-    let end = s.read_to_end(&mut got).map_err(|e| e.kind());
-    assert_eq!(
-        end,
-        Err(std::io::ErrorKind::ConnectionReset),
-        "{} bytes",
-        got.len()
-    );
+    expect_reset(&mut s);
     let _ = backend.join();
 }
 
