@@ -327,6 +327,10 @@ impl Proxy {
         let req = match head::parse_request(data, &mut headers, max_head) {
             Ok(Parse::Complete(req)) => req,
             Ok(Parse::Partial) => return self.head_incomplete(s),
+            Err(head::HeadError::TooLarge) => {
+                too_large(s, max_head);
+                return Step::Progress;
+            }
             Err(e) => {
                 refuse(s, e);
                 return Step::Progress;
@@ -399,12 +403,7 @@ impl Proxy {
         }
         let data = s.inbuf.data();
         if data.len() >= max_head {
-            // RFC 9110 §15.5.15: a request line that alone overruns the cap is 414.
-            if data.contains(&b'\n') {
-                s.answer(Canned::HeaderFieldsTooLarge, "request head too large");
-            } else {
-                s.answer(Canned::UriTooLong, "request line too long");
-            }
+            too_large(s, max_head);
             return Step::Progress;
         }
         if s.eof {
@@ -617,6 +616,17 @@ fn last_hop(out: &mut Vec<u8>, scratch: &mut Vec<u8>, req: &Request<'_, '_>, dat
     } else {
         let fields: &[(&str, &[u8])] = &[("Allow", response::PROXY_ALLOW)];
         response::write_head(out, 200, date, fields, 0, true);
+    }
+}
+
+/// Answers a head over the cap: 414 when the request line alone leaves no room in it, not even
+/// for the empty line that ends the head (RFC 9110 §15.5.15), else 431.
+fn too_large(s: &mut Session, max_head: usize) {
+    let line = s.inbuf.data().iter().position(|&b| b == b'\n');
+    if line.is_some_and(|i| i + 3 <= max_head) {
+        s.answer(Canned::HeaderFieldsTooLarge, "request head too large");
+    } else {
+        s.answer(Canned::UriTooLong, "request line too long");
     }
 }
 
