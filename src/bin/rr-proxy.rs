@@ -24,16 +24,8 @@ fn main() -> ExitCode {
     };
     logging::init(Some(&log_filter(&cfg)), cfg.log_format);
     if let Some(limit) = config::open_files_limit() {
-        let asked = (cfg.max_conns, cfg.pool_size);
         if let Some(changed) = cfg.fit_descriptors(limit) {
-            // A trim of a few percent (10 000 under `ulimit -n 20000`) is only news.
-            let level = if cfg.max_conns < asked.0 / 10 * 9 || cfg.pool_size < asked.1 {
-                log::Level::Warn
-            } else {
-                log::Level::Info
-            };
-            log::log!(
-                level,
+            log::warn!(
                 "the open-file limit (ulimit -n {limit}) does not hold a backend connection \
                  for every client and the pools: {changed}"
             );

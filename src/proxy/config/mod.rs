@@ -74,6 +74,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Most client connections open at once; beyond it the proxy stops accepting.
     pub max_conns: usize,
+    /// `max_conns` was given (a flag or the file), not the default: it is kept as it is.
+    pub max_conns_set: bool,
     /// Largest request or response head (431 / 502 beyond it).
     pub max_head: usize,
     /// Size of each relay buffer: bytes move through it, so it bounds memory per connection.
@@ -130,11 +132,15 @@ impl Config {
         }
     }
 
-    /// Lowers `max_conns` (and `pool_size`, to a quarter of the room at most) until the
-    /// settings fit in `limit` descriptors (the process's `ulimit -n`), as HAProxy sizes its
-    /// maxconn: otherwise a client accepted near the limit finds no descriptor left for its
-    /// backend connection and gets 502, where one waiting in the listen backlog would have
-    /// been served. Says what it changed, if anything.
+    /// Fits the settings to `limit` descriptors (the process's `ulimit -n`), as HAProxy
+    /// derives its default maxconn: a client accepted near the limit would find no descriptor
+    /// left for its backend connection and get 502, where one waiting in the listen backlog
+    /// would have been served. The default `max_conns` (and `pool_size`, to a quarter of the
+    /// room at most) is lowered until each client has room for a backend connection too; a
+    /// `max_conns` that was asked for is kept, with a warning. A limit within a tenth of what
+    /// the settings need is left alone: only every client busy at once could come short, and
+    /// idle keep-alive clients, which hold no backend connection, would be refused for nothing
+    /// (10 000 of them under `ulimit -n 20000`). Says what it changed or why it warns.
     pub fn fit_descriptors(&mut self, limit: u64) -> Option<String> {
         // Listeners, the poller and its waker, signals, logs, the admin port.
         const RESERVE: u64 = 32;
@@ -147,8 +153,16 @@ impl Config {
         let pool = self.pool_size.min(pool_fits);
         let clients = (room.saturating_sub(pool as u64 * backends) / 2).max(1);
         let clients = usize::try_from(clients).unwrap_or(usize::MAX);
-        if self.max_conns <= clients && self.pool_size == pool {
+        let close = clients >= self.max_conns / 10 * 9 && self.pool_size == pool;
+        if self.max_conns <= clients || close {
             return None;
+        }
+        if self.max_conns_set {
+            return Some(format!(
+                "--max-conns {} kept as asked; about {clients} fit with a backend connection \
+                 each, more busy at once may get 502",
+                self.max_conns
+            ));
         }
         let mut changed = Vec::new();
         if self.max_conns > clients {

@@ -352,6 +352,7 @@ impl RawConfig {
             backend_timeout,
             idle_timeout,
             max_conns,
+            max_conns_set: self.max_conns.is_some(),
             max_head,
             buffer_size,
             pool_size,
@@ -602,7 +603,17 @@ mod tests {
             None,
         )
         .unwrap();
+        let mut asked =
+            parse(&["--backends", "127.0.0.1:1", "--max-conns", "12000"], None).unwrap();
+        let warning = asked.fit_descriptors(1024).unwrap();
+        assert!(warning.contains("kept as asked"), "{warning}");
+        assert_eq!(asked.max_conns, 12000);
         assert_eq!(c.fit_descriptors(1 << 20), None, "plenty");
+        assert_eq!(
+            c.fit_descriptors(20_000),
+            None,
+            "short by less than a tenth"
+        );
         // 1024 - 32 reserved - 2 probes = 990; 2 x 10 pooled; two each: 485.
         let changed = c.fit_descriptors(1024).unwrap();
         assert_eq!(changed, "--max-conns 10000 -> 485");
