@@ -19,6 +19,9 @@ use crate::timer::TimerId;
 
 /// The largest admin request head read; anything longer is refused.
 const ADMIN_HEAD_MAX: usize = 8 * 1024;
+/// Admin connections served at once; more are closed as they come, so the admin port cannot
+/// take the descriptors the traffic needs.
+pub const MAX_ADMIN_CONNS: usize = 32;
 /// How long an admin connection may take from accept to its answer being written.
 const ADMIN_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -59,9 +62,13 @@ impl Proxy {
                     return;
                 }
             };
+            if self.admin_conns >= MAX_ADMIN_CONNS {
+                continue; // closed as it is dropped
+            }
             let Ok(key) = self.register(&mut sock) else {
                 continue;
             };
+            self.admin_conns += 1;
             let timer = self.timers.insert(now + ADMIN_DEADLINE, Timer::Admin(key));
             self.conns[key] = Conn::Admin(Box::new(AdminConn {
                 sock,
@@ -86,6 +93,7 @@ impl Proxy {
         if done {
             self.timers.cancel(a.timer);
             self.conns.try_remove(key);
+            self.admin_conns -= 1;
         } else {
             self.conns[key] = Conn::Admin(a);
         }
@@ -95,6 +103,7 @@ impl Proxy {
     pub(super) fn admin_timeout(&mut self, key: usize, id: TimerId) {
         if matches!(self.conns.get(key), Some(Conn::Admin(a)) if a.timer == id) {
             self.conns.try_remove(key);
+            self.admin_conns -= 1;
         }
     }
 

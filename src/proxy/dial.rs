@@ -16,6 +16,14 @@ use crate::net::buffer::Buffer;
 /// dead backends cannot hold a client for a connect timeout each.
 const MAX_ATTEMPTS: u32 = 8;
 
+/// Why no connection to a backend could be opened.
+enum Dial {
+    /// This backend refused or could not be reached: the next one may do.
+    Failed,
+    /// The proxy has no descriptor (or buffer) left for any connection.
+    NoDescriptor,
+}
+
 /// Why a backend connection failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Failure {
@@ -85,14 +93,22 @@ impl Proxy {
                     b
                 }
             };
-            if let Some(up) = self.connect(backend, key) {
-                self.inflight[backend] += 1;
-                ex.started = now;
-                self.end_head(&mut s.reqhead, &ex.meta, backend);
-                ex.up = Some(up);
-                s.deadline = now + self.cfg.connect_timeout;
-                self.arm(key, &mut s.timer, s.deadline);
-                return Step::Progress;
+            match self.connect(backend, key) {
+                Ok(up) => {
+                    self.inflight[backend] += 1;
+                    ex.started = now;
+                    self.end_head(&mut s.reqhead, &ex.meta, backend);
+                    ex.up = Some(up);
+                    s.deadline = now + self.cfg.connect_timeout;
+                    self.arm(key, &mut s.timer, s.deadline);
+                    return Step::Progress;
+                }
+                Err(Dial::Failed) => {} // the next backend
+                Err(Dial::NoDescriptor) => {
+                    // Every backend would meet the same wall: the shortage is the proxy's.
+                    s.answer(Canned::ServiceUnavailable, "no descriptor for a backend");
+                    return Step::Progress;
+                }
             }
         }
     }
@@ -128,25 +144,29 @@ impl Proxy {
         }
     }
 
-    fn connect(&mut self, backend: usize, owner: usize) -> Option<Upstream> {
+    fn connect(&mut self, backend: usize, owner: usize) -> Result<Upstream, Dial> {
         let addr = self.cfg.backends[backend].addr;
         let mut sock = match upstream::connect(addr) {
             Ok(sock) => sock,
+            Err(e) if upstream::is_local_shortage(&e) => {
+                log::warn!("connect {addr}: {e}");
+                return Err(Dial::NoDescriptor);
+            }
             Err(e) => {
                 log::warn!("connect {addr}: {e}");
                 self.metrics.record_connect_failure(backend);
-                return None;
+                return Err(Dial::Failed);
             }
         };
         let key = match self.register(&mut sock) {
             Ok(key) => key,
             Err(e) => {
                 log::warn!("register backend {addr}: {e}");
-                return None;
+                return Err(Dial::Failed);
             }
         };
         self.conns[key] = Conn::Attached { owner };
-        Some(Upstream {
+        Ok(Upstream {
             sock,
             key,
             backend,

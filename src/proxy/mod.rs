@@ -51,6 +51,7 @@ use crate::metrics::Metrics;
 use crate::net::buffer::{Buffer, BufferPool};
 use crate::rng::Rng;
 use crate::timer::{TimerId, TimerWheel};
+pub use admin::MAX_ADMIN_CONNS;
 pub use config::Config;
 use control::{Signals, Stop};
 pub use listen::Listeners;
@@ -186,6 +187,8 @@ pub struct Proxy {
     access_buf: Vec<u8>,
     /// The admin listener, when `--admin` is given.
     admin: Option<TcpListener>,
+    /// Admin connections open now (at most `admin::MAX_ADMIN_CONNS`).
+    admin_conns: usize,
     /// With several workers: where this one publishes its counters, and which it is.
     shared: Option<(usize, Arc<Shared>)>,
 }
@@ -216,6 +219,7 @@ impl Proxy {
             metrics,
             access_buf: Vec::new(),
             admin: None,
+            admin_conns: 0,
             shared: None,
             signals,
             draining: None,

@@ -100,6 +100,11 @@ impl Proxy {
         };
         let mut sock = match upstream::connect(b.addr) {
             Ok(sock) => sock,
+            Err(e) if upstream::is_local_shortage(&e) => {
+                // The proxy's own shortage is no verdict on the backend: try again later.
+                log::warn!("probe of {}: {e}", b.name);
+                return self.next_probe(backend, now);
+            }
             Err(e) => return self.probe_result(backend, false, &e.to_string(), now),
         };
         let key = match self.register(&mut sock) {
@@ -153,6 +158,11 @@ impl Proxy {
         self.metrics.record_probe(backend, ok);
         let t = self.health.probe(backend, ok, detail);
         self.note(t);
+        self.next_probe(backend, now);
+    }
+
+    /// Schedules the next probe of `backend`.
+    fn next_probe(&mut self, backend: usize, now: Instant) {
         let interval = self.cfg.probe.interval;
         // ±10 %: probes of backends that started together drift apart.
         let jitter = interval.mul_f64(0.2 * self.rng.next_f64());

@@ -106,6 +106,13 @@ pub fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     Ok(sock)
 }
 
+/// Whether a failed connect is the proxy's own shortage (no descriptor or buffer left here),
+/// which says nothing about the backend.
+pub fn is_local_shortage(e: &io::Error) -> bool {
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM on Linux.
+    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
+
 /// After a writable event on a connecting socket, tells whether the handshake finished
 /// (`Ok(true)`), is still going (`Ok(false)`, a spurious wake-up), or failed. This is the check
 /// mio's `TcpStream::connect` documentation asks for.

@@ -243,3 +243,49 @@ fn two_workers_serve_every_request_and_add_up_their_metrics() {
     }
     assert_eq!(get(admin, "/status").json()["workers"], 2);
 }
+
+#[test]
+fn silent_admin_connections_are_capped_and_never_starve_traffic() {
+    // The admin port serves a bounded number at once; the rest are closed as they come, so
+    // it cannot take the descriptors client and backend connections need.
+    let e = util::echo(&["--name", "e"]);
+    let (p, admin) = proxy_with_admin(&[e.addr()], &["--health-interval", "0s"]);
+    let cap = rr_proxy::proxy::MAX_ADMIN_CONNS;
+    let mut held = Vec::new();
+    for _ in 0..cap + 8 {
+        let s = std::net::TcpStream::connect(admin).expect("connect admin");
+        s.set_nonblocking(true).expect("nonblocking");
+        held.push((s, false));
+    }
+    // Those over the cap are closed at once: each reads its end while the others, within
+    // the admin deadline of 5 s, still wait for a request.
+    let deadline = Instant::now() + util::DEADLINE;
+    let mut closed = 0;
+    while closed < 8 {
+        assert!(
+            Instant::now() < deadline,
+            "{closed} closed beyond the cap of {cap}"
+        );
+        for (s, seen) in held.iter_mut().filter(|(_, seen)| !*seen) {
+            if matches!(std::io::Read::read(s, &mut [0u8; 1]), Ok(0)) {
+                *seen = true;
+                closed += 1;
+            }
+        }
+    }
+    let mut open = 0;
+    for (s, seen) in &held {
+        let got = std::io::Read::read(&mut &*s, &mut [0u8; 1]);
+        if !*seen && matches!(got, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
+            open += 1;
+        }
+    }
+    assert_eq!(open, cap, "the first {cap} are served");
+    assert_eq!(p.client().request(HEALTHZ).status, 200);
+    drop(held);
+    // Once they are gone, the admin port answers again.
+    let deadline = Instant::now() + util::DEADLINE;
+    while get(admin, "/healthz").status != 200 {
+        assert!(Instant::now() < deadline, "the admin port never came back");
+    }
+}
