@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     let listeners = match Listeners::bind(&cfg) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("rr-proxy: cannot listen on {}: {e}", cfg.listen);
+            eprintln!("rr-proxy: cannot listen on {e}");
             return ExitCode::from(1);
         }
     };

@@ -23,11 +23,19 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Binds the traffic address and, if configured, the admin address.
+    /// Binds the traffic address and, if configured, the admin address. Errors name the
+    /// address that failed.
     pub fn bind(cfg: &Config) -> io::Result<Listeners> {
-        let traffic = bind_shared(cfg.listen)?;
+        let named =
+            |addr: SocketAddr| move |e: io::Error| io::Error::new(e.kind(), format!("{addr}: {e}"));
+        // SO_REUSEPORT would let this share the port with another running proxy, which then
+        // takes half its traffic unnoticed: the port must be free first.
+        if cfg.listen.port() != 0 {
+            drop(bind_plain(cfg.listen).map_err(named(cfg.listen))?);
+        }
+        let traffic = bind_shared(cfg.listen).map_err(named(cfg.listen))?;
         let admin = match cfg.admin {
-            Some(addr) => Some(TcpListener::bind(addr)?),
+            Some(addr) => Some(TcpListener::bind(addr).map_err(named(addr))?),
             None => None,
         };
         Ok(Listeners { traffic, admin })
@@ -53,6 +61,15 @@ impl From<TcpListener> for Listeners {
     }
 }
 
+/// A socket bound (not listening) with SO_REUSEADDR only: it fails while anything listens on
+/// `addr`, with SO_REUSEPORT or not.
+fn bind_plain(addr: SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
 /// A listening socket with SO_REUSEADDR and SO_REUSEPORT.
 fn bind_shared(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
@@ -73,5 +90,10 @@ mod tests {
         let addr = a.local_addr().unwrap();
         let b = bind_shared(addr).unwrap();
         assert_eq!(b.local_addr().unwrap(), addr);
+        // Another program's check finds the port taken, though it is shared among workers.
+        assert_eq!(
+            bind_plain(addr).map_err(|e| e.kind()).err(),
+            Some(io::ErrorKind::AddrInUse)
+        );
     }
 }

@@ -157,3 +157,36 @@ fn a_bad_config_on_sighup_is_refused_and_the_old_one_serves() {
     }
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn a_second_proxy_on_a_port_in_use_exits_1_naming_it() {
+    // The listener shares its port among the proxy's own workers (SO_REUSEPORT); another
+    // proxy must not join it and take half the traffic unnoticed.
+    let b = Backend::ok("x");
+    let first = proxy(&[b.addr], &[]);
+    let port = first.addr().to_string();
+    let backends = b.addr.to_string();
+    let exit = util::run_to_exit(util::PROXY, &["--listen", &port, "--backends", &backends]);
+    assert_eq!(exit.code, Some(1), "{}", exit.stderr);
+    assert!(exit.stderr.contains(&port), "{}", exit.stderr);
+    // Busy as the admin port: the message names that address, not --listen.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string();
+    let args = ["--listen", &free, "--backends", &backends, "--admin", &port];
+    let exit = util::run_to_exit(util::PROXY, &args);
+    assert_eq!(exit.code, Some(1), "{}", exit.stderr);
+    assert!(
+        exit.stderr.contains(&port) && !exit.stderr.contains(&free),
+        "{}",
+        exit.stderr
+    );
+    assert_eq!(
+        first
+            .client()
+            .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .status,
+        200
+    );
+}
