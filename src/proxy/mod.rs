@@ -332,7 +332,7 @@ impl Proxy {
     /// Accepts until `WouldBlock`, the connection cap, or a lack of descriptors.
     fn accept(&mut self) {
         while !self.accept_paused {
-            if self.clients >= self.cfg.max_conns {
+            if self.clients >= self.cfg.max_conns_per_worker() {
                 log::warn!("at --max-conns {}: not accepting", self.cfg.max_conns);
                 self.accept_paused = true;
                 return;
@@ -358,7 +358,10 @@ impl Proxy {
     }
 
     fn resume_accept(&mut self) {
-        if self.accept_paused && self.draining.is_none() && self.clients < self.cfg.max_conns {
+        if self.accept_paused
+            && self.draining.is_none()
+            && self.clients < self.cfg.max_conns_per_worker()
+        {
             self.accept_paused = false;
             self.accept();
         }

@@ -72,7 +72,8 @@ pub struct Config {
     pub backend_timeout: Duration,
     /// How long an idle keep-alive client connection is kept.
     pub idle_timeout: Duration,
-    /// Most client connections open at once; beyond it the proxy stops accepting.
+    /// Most client connections open at once, over all workers; beyond it the proxy stops
+    /// accepting.
     pub max_conns: usize,
     /// `max_conns` was given (a flag or the file), not the default: it is kept as it is.
     pub max_conns_set: bool,
@@ -132,6 +133,12 @@ impl Config {
         }
     }
 
+    /// Each worker's share of `max_conns` (rounded up: the kernel spreads connections over
+    /// the workers' sockets by hash, not evenly).
+    pub fn max_conns_per_worker(&self) -> usize {
+        self.max_conns.div_ceil(self.workers.max(1))
+    }
+
     /// Fits the settings to `limit` descriptors (the process's `ulimit -n`), as HAProxy
     /// derives its default maxconn: a client accepted near the limit would find no descriptor
     /// left for its backend connection and get 502, where one waiting in the listen backlog
@@ -151,7 +158,8 @@ impl Config {
             (limit.saturating_sub(RESERVE) / self.workers.max(1) as u64).saturating_sub(backends);
         let pool_fits = usize::try_from(room / 4 / backends).unwrap_or(usize::MAX);
         let pool = self.pool_size.min(pool_fits);
-        let clients = (room.saturating_sub(pool as u64 * backends) / 2).max(1);
+        let per_worker = room.saturating_sub(pool as u64 * backends) / 2;
+        let clients = (per_worker * self.workers.max(1) as u64).max(1);
         let clients = usize::try_from(clients).unwrap_or(usize::MAX);
         let close = clients >= self.max_conns / 10 * 9 && self.pool_size == pool;
         if self.max_conns <= clients || close {

@@ -609,6 +609,16 @@ mod tests {
         assert!(warning.contains("kept as asked"), "{warning}");
         assert_eq!(asked.max_conns, 12000);
         assert_eq!(c.fit_descriptors(1 << 20), None, "plenty");
+        // A total over the workers, each taking its share.
+        let four = [
+            "--backends",
+            "127.0.0.1:1",
+            "--max-conns",
+            "10",
+            "--workers",
+            "4",
+        ];
+        assert_eq!(parse(&four, None).unwrap().max_conns_per_worker(), 3);
         assert_eq!(
             c.fit_descriptors(20_000),
             None,
