@@ -122,11 +122,16 @@ impl Proxy {
     /// SIGHUP: read the config again; apply it, or keep the running one if it is invalid.
     pub(super) fn on_reload_signal(&mut self, now: Instant) {
         let n = self.signals.as_mut().map_or(0, |s| count(&mut s.reload));
-        if n == 0 {
-            return;
+        if n == 0 || self.shared.as_ref().is_some_and(|(me, _)| *me != 0) {
+            return; // with several workers, the first reads the file for all
         }
         match self.cfg.reread() {
-            Ok(new) => self.apply(new, now),
+            Ok(new) => {
+                if let Some((_, shared)) = &self.shared {
+                    shared.publish_config(&new);
+                }
+                self.apply(new, now);
+            }
             Err(e) => log::error!("reload refused, the running config stays: {e}"),
         }
     }
@@ -134,17 +139,24 @@ impl Proxy {
     /// Swaps in a new config. Backends keep their index for as long as they are listed, so
     /// requests in flight on a removed backend finish there; removed ones are retired, and a
     /// retired slot with nothing in flight is reused.
-    fn apply(&mut self, mut new: Config, now: Instant) {
+    pub(super) fn apply(&mut self, mut new: Config, now: Instant) {
         let fixed = new.listen != self.cfg.listen
             || new.mode != self.cfg.mode
             || new.buffer_size != self.cfg.buffer_size
-            || new.max_head != self.cfg.max_head;
+            || new.max_head != self.cfg.max_head
+            || new.workers != self.cfg.workers
+            || new.admin != self.cfg.admin;
         if fixed {
-            log::warn!("reload: --listen, --mode, --buffer-size and --max-head need a restart");
+            log::warn!(
+                "reload: --listen, --mode, --buffer-size, --max-head, --workers and --admin \
+                 need a restart"
+            );
             new.listen = self.cfg.listen;
             new.mode = self.cfg.mode;
             new.buffer_size = self.cfg.buffer_size;
             new.max_head = self.cfg.max_head;
+            new.workers = self.cfg.workers;
+            new.admin = self.cfg.admin;
         }
         let mut slots = self.cfg.backends.clone();
         let mut retired = vec![true; slots.len()];

@@ -191,6 +191,8 @@ pub struct Proxy {
     admin_conns: usize,
     /// With several workers: where this one publishes its counters, and which it is.
     shared: Option<(usize, Arc<Shared>)>,
+    /// The last reload taken from `shared`.
+    config_gen: u64,
 }
 
 /// Runs the proxy on `listener` until a stop signal has been handled, or an unrecoverable
@@ -221,6 +223,7 @@ impl Proxy {
             admin: None,
             admin_conns: 0,
             shared: None,
+            config_gen: 0,
             signals,
             draining: None,
             stopped: None,
@@ -532,6 +535,10 @@ impl Proxy {
         let Some((me, shared)) = self.shared.clone() else {
             return;
         };
+        if let Some((gen, cfg)) = shared.config_since(self.config_gen) {
+            self.config_gen = gen;
+            self.apply(cfg, now);
+        }
         self.refresh_gauges(now);
         shared.publish(
             me,

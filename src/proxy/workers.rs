@@ -5,6 +5,10 @@
 //!
 //! Health is probed by every worker on its own: probes are a handful of requests per interval,
 //! and a worker that judges for itself needs no lock and no message on the request path.
+//!
+//! A reload is read once, by the first worker, and taken by the others from here when they
+//! publish next: had each read the file on its own, a file changing in between would leave
+//! workers on different settings.
 
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -30,10 +34,12 @@ pub struct Snapshot {
     pub inflight: Vec<u32>,
 }
 
-/// The snapshots of every worker.
+/// The snapshots of every worker, and the last config reloaded.
 #[derive(Debug)]
 pub struct Shared {
     slots: Vec<Mutex<Snapshot>>,
+    /// How many reloads were published, and the last one.
+    config: Mutex<(u64, Option<Config>)>,
 }
 
 impl Shared {
@@ -41,7 +47,24 @@ impl Shared {
     pub fn new(n: usize) -> Arc<Shared> {
         Arc::new(Shared {
             slots: (0..n).map(|_| Mutex::new(Snapshot::default())).collect(),
+            config: Mutex::new((0, None)),
         })
+    }
+
+    /// Hands a reloaded config to every other worker.
+    pub fn publish_config(&self, cfg: &Config) {
+        if let Ok(mut c) = self.config.lock() {
+            *c = (c.0 + 1, Some(cfg.clone()));
+        }
+    }
+
+    /// The last reloaded config, if it is newer than generation `seen`, with its generation.
+    pub fn config_since(&self, seen: u64) -> Option<(u64, Config)> {
+        let c = self.config.lock().ok()?;
+        match &c.1 {
+            Some(cfg) if c.0 > seen => Some((c.0, cfg.clone())),
+            _ => None,
+        }
     }
 
     /// How many workers there are.

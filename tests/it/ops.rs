@@ -80,7 +80,10 @@ fn write_config(path: &std::path::Path, backends: &[SocketAddr]) {
         "{{\"backends\": [{}], \"health_interval\": \"0s\"}}",
         list.join(",")
     );
-    std::fs::write(path, json).expect("write config");
+    // Whole or not at all, as an operator should: a reload never reads half a file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, json).expect("write config");
+    std::fs::rename(&tmp, path).expect("move config in place");
 }
 
 fn temp_config(tag: &str) -> std::path::PathBuf {
@@ -189,4 +192,32 @@ fn a_second_proxy_on_a_port_in_use_exits_1_naming_it() {
             .status,
         200
     );
+}
+
+#[test]
+fn every_worker_takes_the_same_reload_even_if_the_file_changes_again() {
+    // The file is rewritten right after the signal: workers that each read it could land on
+    // different lists. One reads it for all, so all serve one list, whichever it read.
+    let e: Vec<Proc> = (1..=3)
+        .map(|i| util::echo(&["--name", &format!("e{i}")]))
+        .collect();
+    let path = temp_config("reload-workers");
+    write_config(&path, &[e[0].addr()]);
+    let p = util::proxy_on(&["--config", path.to_str().unwrap_or(""), "--workers", "3"]);
+    // One request per connection, so the kernel spreads them over the workers; served, each
+    // worker has its signal handling in place.
+    let fresh = |n: usize| -> Vec<String> { (0..n).flat_map(|_| names(&p, 1)).collect() };
+    assert!(fresh(30).iter().all(|n| n == "e1"));
+    write_config(&path, &[e[1].addr()]);
+    p.signal("HUP");
+    write_config(&path, &[e[2].addr()]);
+    let deadline = Instant::now() + util::DEADLINE;
+    while fresh(30).iter().any(|n| n == "e1") {
+        assert!(Instant::now() < deadline, "a worker never reloaded");
+    }
+    let mut seen = fresh(60);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 1, "workers serve different lists: {seen:?}");
+    let _ = std::fs::remove_file(&path);
 }
