@@ -128,7 +128,8 @@ impl Proxy {
         match self.cfg.reread() {
             Ok(new) => {
                 if let Some((_, shared)) = &self.shared {
-                    shared.publish_config(&new);
+                    // Taken here already: not again from `shared` at the next publish.
+                    self.config_gen = shared.publish_config(&new);
                 }
                 self.apply(new, now);
             }

@@ -51,10 +51,14 @@ impl Shared {
         })
     }
 
-    /// Hands a reloaded config to every other worker.
-    pub fn publish_config(&self, cfg: &Config) {
-        if let Ok(mut c) = self.config.lock() {
-            *c = (c.0 + 1, Some(cfg.clone()));
+    /// Hands a reloaded config to every other worker; returns its generation.
+    pub fn publish_config(&self, cfg: &Config) -> u64 {
+        match self.config.lock() {
+            Ok(mut c) => {
+                *c = (c.0 + 1, Some(cfg.clone()));
+                c.0
+            }
+            Err(_) => 0,
         }
     }
 
