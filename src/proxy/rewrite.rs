@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::net::IpAddr;
 
-use crate::http::framing::{list_items, upgrade_offerable, BodyKind};
+use crate::http::framing::{list_items, upgrade_offerable, BodyKind, Encoding};
 use crate::http::head::{Method, Request, Response, Version};
 
 /// Fields that describe one hop and never pass a proxy (RFC 9110 §7.6.1), plus the ones the
@@ -294,13 +294,17 @@ pub fn response_head(out: &mut Vec<u8>, resp: &Response<'_, '_>, edits: Response
     // and no Transfer-Encoding to an HTTP/1.0 client, which cannot read it (RFC 9112 §6.1).
     let bodiless = s < 200 || s == 204;
     let drop_te = edits.dechunk || bodiless || edits.client_version == Version::Http10;
+    // A head with both is refused when it frames a body; a 304 or an answer to HEAD frames
+    // none, so it gets here. Transfer-Encoding wins and Content-Length goes (RFC 9112 §6.3
+    // item 3): a sender must never send both (§6.2), and a client could frame by either.
+    let drop_cl = bodiless || resp.fields.encoding != Encoding::Absent;
     let mut dated = false;
     for h in resp.headers {
         let name = h.name;
         dated |= name.eq_ignore_ascii_case("date");
         if is_hop_by_hop(name, resp.headers, edits.switching)
             || (drop_te && name.eq_ignore_ascii_case("transfer-encoding"))
-            || (bodiless && name.eq_ignore_ascii_case("content-length"))
+            || (drop_cl && name.eq_ignore_ascii_case("content-length"))
             || (edits.backend.is_some() && name.eq_ignore_ascii_case("x-backend-server"))
         {
             continue;
@@ -696,6 +700,42 @@ mod tests {
         assert_eq!(
             kept,
             "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\nDate: d\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn content_length_beside_transfer_encoding_is_never_passed_on() {
+        // A 304, or an answer to HEAD, frames no body, so both fields reach the rewrite; the
+        // client must not get both (RFC 9112 §6.2), and Transfer-Encoding wins (§6.3 item 3).
+        for status in ["304 Not Modified", "200 OK"] {
+            let raw = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\
+                 Date: d\r\n\r\n"
+            );
+            let got = rewrite_response(
+                raw.as_bytes(),
+                ResponseEdits {
+                    backend: None,
+                    ..EDITS
+                },
+            );
+            assert_eq!(
+                got,
+                format!("HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\nDate: d\r\n\r\n")
+            );
+        }
+        // Without Transfer-Encoding, a HEAD answer keeps the length the content would have.
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nDate: d\r\n\r\n";
+        let got = rewrite_response(
+            raw,
+            ResponseEdits {
+                backend: None,
+                ..EDITS
+            },
+        );
+        assert_eq!(
+            got,
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nDate: d\r\n\r\n"
         );
     }
 

@@ -200,6 +200,8 @@ fn head_204_and_304_carry_no_body() {
             b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n"
         } else if seen.head.starts_with("GET /204") {
             b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"
+        } else if seen.head.starts_with("GET /304-both") {
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n"
         } else {
             b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n"
         };
@@ -211,6 +213,11 @@ fn head_204_and_304_carry_no_body() {
         ("HEAD / HTTP/1.1\r\nHost: t\r\n\r\n", Method::Head, 200),
         ("GET /204 HTTP/1.1\r\nHost: t\r\n\r\n", Method::Get, 204),
         ("GET /304 HTTP/1.1\r\nHost: t\r\n\r\n", Method::Get, 304),
+        (
+            "GET /304-both HTTP/1.1\r\nHost: t\r\n\r\n",
+            Method::Get,
+            304,
+        ),
     ] {
         s.send(req.as_bytes());
         let r = s.read_response_to(m);
@@ -218,6 +225,16 @@ fn head_204_and_304_carry_no_body() {
         if status == 204 {
             // RFC 9110 §8.6: never a Content-Length on a 204, whatever the backend said.
             assert_eq!(r.header("content-length"), None);
+        }
+        if req.contains("/304-both") {
+            // Never both framing fields (RFC 9112 §6.2); Transfer-Encoding wins (§6.3).
+            assert_eq!(r.header("content-length"), None);
+            assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+        } else if status != 204 {
+            assert!(
+                r.header("content-length").is_some(),
+                "the would-be length stays"
+            );
         }
     }
     assert!(!s.has_pending_bytes(), "no stray body bytes");
