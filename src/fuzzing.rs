@@ -229,7 +229,7 @@ fn check_request(r: &Request<'_, '_>) {
         BodyKind::Chunked => assert!(
             f.encoding == Encoding::ChunkedLast
                 && f.content_length.is_none()
-                && !f.unknown_coding
+                && !f.other_coding
                 && r.version == Version::Http11
         ),
         BodyKind::UntilClose => panic!("a request body framed by close"),

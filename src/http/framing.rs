@@ -35,7 +35,9 @@ pub enum FramingError {
     ChunkedNotFinal,
     /// `chunked` applied more than once (RFC 9112 §7.1).
     ChunkedTwice,
-    /// A transfer coding this implementation does not know (RFC 9112 §6.1: 501).
+    /// A request transfer coding besides `chunked`: the proxy would pass on a coding it does
+    /// not decode, and a backend that frames only by `chunked` would misread the body
+    /// (RFC 9112 §6.1: 501 for a coding the server does not implement).
     UnknownCoding,
     /// Transfer-Encoding in an HTTP/1.0 message (RFC 9112 §6.1).
     EncodingOnHttp10,
@@ -53,7 +55,7 @@ impl FramingError {
             FramingError::LengthAndEncoding => "both Content-Length and Transfer-Encoding",
             FramingError::ChunkedNotFinal => "chunked is not the final transfer coding",
             FramingError::ChunkedTwice => "chunked applied more than once",
-            FramingError::UnknownCoding => "unknown transfer coding",
+            FramingError::UnknownCoding => "a transfer coding besides chunked",
             FramingError::EncodingOnHttp10 => "Transfer-Encoding in an HTTP/1.0 message",
             FramingError::LookalikeFramingField => "framing field name with an underscore",
         }
@@ -85,8 +87,9 @@ pub struct Fields {
     pub content_length: Option<u64>,
     /// What Transfer-Encoding said.
     pub encoding: Encoding,
-    /// A coding other than the known ones appeared (answered with 501 for requests).
-    pub unknown_coding: bool,
+    /// A coding besides `chunked` appeared (`gzip, chunked`): answered with 501 for requests,
+    /// passed on in responses, where the client decodes it.
+    pub other_coding: bool,
     /// `Connection: close`.
     pub close: bool,
     /// `Connection: keep-alive`.
@@ -245,9 +248,7 @@ pub fn scan_fields(headers: &[httparse::Header<'_>]) -> Result<Fields, FramingEr
                         chunked_seen = true;
                         f.encoding = Encoding::ChunkedLast;
                     } else {
-                        if !is_known_coding(coding) {
-                            f.unknown_coding = true;
-                        }
+                        f.other_coding = true;
                         f.encoding = Encoding::OtherLast;
                     }
                 }
@@ -272,7 +273,9 @@ pub fn request_body(version: Version, f: &Fields) -> Result<BodyKind, FramingErr
         (_, Some(_)) => Err(FramingError::LengthAndEncoding), // §6.3 item 3: reject, don't guess
         (_, None) if version == Version::Http10 => Err(FramingError::EncodingOnHttp10), // §6.1
         (Encoding::OtherLast, None) => Err(FramingError::ChunkedNotFinal), // §6.3 item 4: 400
-        (Encoding::ChunkedLast, None) if f.unknown_coding => Err(FramingError::UnknownCoding),
+        // §6.1: no coding the proxy does not decode goes to a backend (nginx answers so too);
+        // a backend reading only `chunked` would take the body for the next request.
+        (Encoding::ChunkedLast, None) if f.other_coding => Err(FramingError::UnknownCoding),
         (Encoding::ChunkedLast, None) => Ok(BodyKind::Chunked),
     }
 }
@@ -345,12 +348,6 @@ pub fn parse_content_length(value: &[u8]) -> Result<u64, FramingError> {
             .ok_or(FramingError::BadContentLength)?;
     }
     Ok(n)
-}
-
-/// The codings of RFC 9110 §8.4.1 and RFC 9112 §7 that may come before `chunked`.
-fn is_known_coding(coding: &[u8]) -> bool {
-    const KNOWN: [&[u8]; 5] = [b"gzip", b"deflate", b"compress", b"x-gzip", b"x-compress"];
-    KNOWN.iter().any(|k| coding.eq_ignore_ascii_case(k))
 }
 
 /// `Content_Length` or `Transfer_Encoding` in any case.
@@ -633,14 +630,22 @@ mod tests {
             // §6.1 and §6.3 item 4.
             (&[("Transfer-Encoding", "chunked")], Ok(Chunked)),
             (&[("Transfer-Encoding", "CHUNKED")], Ok(Chunked)),
-            (&[("Transfer-Encoding", "gzip, chunked")], Ok(Chunked)),
+            (
+                &[("Transfer-Encoding", "gzip, chunked")],
+                Err(UnknownCoding),
+            ),
+            (
+                &[("Transfer-Encoding", "x-gzip, chunked")],
+                Err(UnknownCoding),
+            ),
             (
                 &[
                     ("Transfer-Encoding", "gzip"),
                     ("Transfer-Encoding", "chunked"),
                 ],
-                Ok(Chunked),
+                Err(UnknownCoding),
             ),
+            (&[("Transfer-Encoding", ", chunked,")], Ok(Chunked)),
             (&[("Transfer-Encoding", "gzip")], Err(ChunkedNotFinal)),
             (
                 &[("Transfer-Encoding", "chunked, gzip")],
