@@ -468,6 +468,52 @@ fn version_token(rest: &[u8]) -> Result<Option<usize>, HeadError> {
     }
 }
 
+/// Reads a status line whose version httparse refused: `HTTP/1.2` to `HTTP/1.9`, a space,
+/// three digits, and an optional space and reason phrase (RFC 9112 §4: HTAB, SP, VCHAR and
+/// obs-text; a reason that is not UTF-8 reads as empty, as httparse has it). Answers the line's
+/// length with its ending, the code and the reason; `None` while the line is not whole; 505
+/// for another version, 400 for anything else malformed.
+fn later_minor_status_line(window: &[u8]) -> Result<Option<(usize, u16, &str)>, HeadError> {
+    let Some(lf) = window.iter().position(|&b| b == b'\n') else {
+        // Whatever comes, it is not HTTP/1.0 or 1.1; wait for the line (or the cap) to judge.
+        return Ok(None);
+    };
+    let line = window[..lf].strip_suffix(b"\r").unwrap_or(&window[..lf]);
+    let bad = HeadError::Syntax("invalid status line");
+    let [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9', after @ ..] = line else {
+        return Err(if looks_like_version(window) {
+            HeadError::Version
+        } else {
+            bad
+        });
+    };
+    let [b' ', d0, d1, d2, rest @ ..] = after else {
+        return Err(bad);
+    };
+    if ![d0, d1, d2].iter().all(|d| d.is_ascii_digit()) {
+        return Err(bad);
+    }
+    let code = [d0, d1, d2]
+        .iter()
+        .fold(0u16, |n, &&d| n * 10 + u16::from(d - b'0'));
+    let reason = match rest {
+        [] => &[][..],
+        [b' ', reason @ ..] => reason,
+        _ => return Err(bad),
+    };
+    if !reason
+        .iter()
+        .all(|&b| b == b'\t' || b == b' ' || b.is_ascii_graphic() || b >= 0x80)
+    {
+        return Err(bad);
+    }
+    Ok(Some((
+        lf + 1,
+        code,
+        std::str::from_utf8(reason).unwrap_or(""),
+    )))
+}
+
 /// The parts of a request target the proxy rewrites.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Target<'b> {
@@ -535,18 +581,43 @@ pub fn parse_response<'h, 'b>(
 ) -> Result<Parse<Response<'h, 'b>>, HeadError> {
     let window = &buf[..buf.len().min(max_head)];
     let mut resp = httparse::Response::new(headers);
-    let head_len = match resp.parse(window).map_err(|e| syntax(e, window))? {
-        httparse::Status::Complete(n) => n,
-        httparse::Status::Partial if buf.len() >= max_head => return Err(HeadError::TooLarge),
-        httparse::Status::Partial => return Ok(Parse::Partial),
+    type Head<'h, 'b> = (usize, u16, &'b str, Version, &'h [httparse::Header<'b>]);
+    let parsed: Option<Head<'h, 'b>> = match resp.parse(window) {
+        Ok(httparse::Status::Complete(n)) => Some((
+            n,
+            resp.code.unwrap_or(0),
+            resp.reason.unwrap_or(""),
+            Version::from_minor(resp.version),
+            resp.headers,
+        )),
+        Ok(httparse::Status::Partial) => None,
+        // RFC 9110 §2.5, as for requests: `HTTP/1.2` to `HTTP/1.9` is read as HTTP/1.1, so
+        // the status line is read here and the field lines by httparse on their own.
+        Err(httparse::Error::Version) => match later_minor_status_line(window)? {
+            None => None,
+            Some((line_len, code, reason)) => {
+                let headers = std::mem::take(&mut resp.headers);
+                match httparse::parse_headers(&window[line_len..], headers) {
+                    Ok(httparse::Status::Complete((n, headers))) => {
+                        Some((line_len + n, code, reason, Version::Http11, headers))
+                    }
+                    Ok(httparse::Status::Partial) => None,
+                    Err(e) => return Err(syntax(e, window)),
+                }
+            }
+        },
+        Err(e) => return Err(syntax(e, window)),
     };
-    let status = resp.code.unwrap_or(0);
+    let Some((head_len, status, reason, version, headers)) = parsed else {
+        return if buf.len() >= max_head {
+            Err(HeadError::TooLarge)
+        } else {
+            Ok(Parse::Partial)
+        };
+    };
     if !(100..=999).contains(&status) {
         return Err(HeadError::Syntax("invalid status code"));
     }
-    let reason = resp.reason.unwrap_or("");
-    let version = Version::from_minor(resp.version);
-    let headers: &'h [httparse::Header<'b>] = resp.headers;
     let fields = framing::scan_fields(headers)?;
     Ok(Parse::Complete(Response {
         status,
@@ -1000,6 +1071,66 @@ mod tests {
         assert_eq!(
             parse_response(b"HTTP/1.1 200 OK\r\n", &mut h, 100).map(|_| ()),
             Ok(())
+        );
+    }
+
+    /// RFC 9110 §2.5: a later minor version of HTTP/1 is read as HTTP/1.1, in responses as in
+    /// requests; the line around it is held to the same grammar httparse applies.
+    #[test]
+    fn responses_of_a_later_minor_version_read_as_http11() {
+        type Got = Result<Option<(u16, String, Version, usize, usize)>, HeadError>;
+        let parse = |raw: &[u8]| -> Got {
+            let mut h = EMPTY_HEADERS;
+            parse_response(raw, &mut h, 100).map(|p| match p {
+                Parse::Complete(r) => Some((
+                    r.status,
+                    r.reason.to_string(),
+                    r.version,
+                    r.headers.len(),
+                    r.head_len,
+                )),
+                Parse::Partial => None,
+            })
+        };
+        let ok = |code, reason: &str, fields, len| {
+            Ok(Some((code, reason.into(), Version::Http11, fields, len)))
+        };
+        assert_eq!(
+            parse(b"HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\nhi"),
+            ok(200, "OK", 1, 38)
+        );
+        assert_eq!(parse(b"HTTP/1.9 204\r\n\r\n"), ok(204, "", 0, 16));
+        assert_eq!(
+            parse(b"HTTP/1.5 404 Not  Found\n\n"),
+            ok(404, "Not  Found", 0, 25)
+        );
+        assert_eq!(parse(b"HTTP/1.2 200 \xffK\r\n\r\n"), ok(200, "", 0, 19));
+        // Not whole yet: the status line, then the fields.
+        assert_eq!(parse(b"HTTP/1.2 20"), Ok(None));
+        assert_eq!(parse(b"HTTP/1.2 200 OK\r\nX: 1\r\n"), Ok(None));
+        let bad = Err(HeadError::Syntax("invalid status line"));
+        for raw in [
+            &b"HTTP/1.2 20 OK\r\n\r\n"[..],
+            b"HTTP/1.2 2000 OK\r\n\r\n",
+            b"HTTP/1.2  200 OK\r\n\r\n",
+            b"HTTP/1.2 200 O\x01K\r\n\r\n",
+            b"HTTP/1.2\r\n\r\n",
+        ] {
+            assert_eq!(parse(raw), bad, "{:?}", String::from_utf8_lossy(raw));
+        }
+        assert_eq!(
+            parse(b"HTTP/1.2 200 OK\r\nX : 1\r\n\r\n"),
+            Err(HeadError::Syntax("invalid header name"))
+        );
+        assert_eq!(parse(b"HTTP/2.0 200 OK\r\n\r\n"), Err(HeadError::Version));
+        assert_eq!(
+            parse(b"HTTP/1.2 099 X\r\n\r\n").map(|_| ()),
+            Err(HeadError::Syntax("invalid status code"))
+        );
+        // A line that never ends is over the cap like any other head.
+        assert_eq!(
+            parse(&[&b"HTTP/1.2 200 "[..], &[b'a'; 100]].concat()),
+            Err(HeadError::TooLarge)
         );
     }
 }

@@ -240,6 +240,23 @@ fn head_204_and_304_carry_no_body() {
     assert!(!s.has_pending_bytes(), "no stray body bytes");
 }
 
+/// RFC 9110 §2.5: a backend speaking a later HTTP/1 minor version is read as HTTP/1.1, and
+/// its connection is kept like one.
+#[test]
+fn a_backend_answering_http_1_2_is_served_as_http_1_1() {
+    let b = Backend::start(|_| {
+        Reply::Bytes(b"HTTP/1.2 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec())
+    });
+    let p = proxy(&[b.addr], &[]);
+    let mut c = p.client();
+    for _ in 0..2 {
+        let r = c.request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+    }
+    let conns: Vec<usize> = b.seen().iter().map(|s| s.conn).collect();
+    assert_eq!(conns, [0, 0], "the backend connection is reused");
+}
+
 #[test]
 fn answers_a_client_cannot_act_on_get_502() {
     let b = Backend::start(|seen| match seen.path() {
