@@ -83,8 +83,13 @@ pub enum Encoding {
 /// The header fields that decide framing and connection handling, gathered in one pass.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Fields {
-    /// The single valid Content-Length, if any.
+    /// The valid Content-Length, if any.
     pub content_length: Option<u64>,
+    /// Content-Length came more than once (as a list, or on more lines), each time with the
+    /// same value: a response is read with that value, as RFC 9112 §6.3 item 5 says; a
+    /// request is refused, as RFC 9110 §8.6 allows, since a server behind could count it
+    /// differently.
+    pub length_repeated: bool,
     /// What Transfer-Encoding said.
     pub encoding: Encoding,
     /// A coding besides `chunked` appeared (`gzip, chunked`): answered with 501 for requests,
@@ -228,11 +233,17 @@ pub fn scan_fields(headers: &[httparse::Header<'_>]) -> Result<Fields, FramingEr
                 }
             }
             14 if name.eq_ignore_ascii_case(b"content-length") => {
-                // RFC 9110 §8.6: Content-Length = 1*DIGIT. A list ("5, 5") is not digits.
-                if f.content_length.is_some() {
-                    return Err(FramingError::DuplicateContentLength);
+                // RFC 9110 §8.6: Content-Length = 1*DIGIT. The same value repeated, in a list
+                // ("5, 5") or on more lines, is one length (RFC 9112 §6.3 item 5); two
+                // different ones are an error wherever they come from.
+                for item in h.value.split(|&b| b == b',') {
+                    let n = parse_content_length(trim_ows(item))?;
+                    match f.content_length {
+                        None => f.content_length = Some(n),
+                        Some(m) if m == n => f.length_repeated = true,
+                        Some(_) => return Err(FramingError::DuplicateContentLength),
+                    }
                 }
-                f.content_length = Some(parse_content_length(h.value)?);
             }
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
                 // RFC 9112 §6.1: the codings are listed in the order applied, across all field
@@ -267,6 +278,9 @@ pub fn scan_fields(headers: &[httparse::Header<'_>]) -> Result<Fields, FramingEr
 
 /// The body of a request (RFC 9112 §6.3, items 3 to 6 as they apply to requests).
 pub fn request_body(version: Version, f: &Fields) -> Result<BodyKind, FramingError> {
+    if f.length_repeated {
+        return Err(FramingError::DuplicateContentLength);
+    }
     match (f.encoding, f.content_length) {
         (Encoding::Absent, None) => Ok(BodyKind::Empty), // §6.3 item 6
         (Encoding::Absent, Some(n)) => Ok(length(n)),    // §6.3 item 5
@@ -607,7 +621,11 @@ mod tests {
             (&[("Content-Length", "-1")], Err(BadContentLength)),
             (&[("Content-Length", "+5")], Err(BadContentLength)),
             (&[("Content-Length", "0x10")], Err(BadContentLength)),
-            (&[("Content-Length", "5, 5")], Err(BadContentLength)),
+            // §6.3 item 5 reads a repeated length as one; a request with one is refused all
+            // the same (RFC 9110 §8.6 allows it), and different lengths always.
+            (&[("Content-Length", "5, 5")], Err(DuplicateContentLength)),
+            (&[("Content-Length", "5, 6")], Err(DuplicateContentLength)),
+            (&[("Content-Length", "5,")], Err(BadContentLength)),
             (&[("Content-Length", "5 5")], Err(BadContentLength)),
             (&[("Content-Length", "")], Err(BadContentLength)),
             (
@@ -698,6 +716,9 @@ mod tests {
         let cl = fields(&[("Content-Length", "3")]).unwrap();
         let te = fields(&[("Transfer-Encoding", "chunked")]).unwrap();
         let gz = fields(&[("Transfer-Encoding", "gzip")]).unwrap();
+        // §6.3 item 5: the same length repeated is that length.
+        let twice = fields(&[("Content-Length", "3 , 3"), ("content-length", "3")]).unwrap();
+        assert!(twice.length_repeated);
         let v11 = Version::Http11;
         let cases = [
             (RequestKind::Head, 200, &cl, Ok(Empty)),
@@ -709,6 +730,7 @@ mod tests {
             (RequestKind::Other, 200, &cl, Ok(Length(3))),
             (RequestKind::Other, 200, &te, Ok(Chunked)),
             (RequestKind::Other, 200, &gz, Ok(UntilClose)),
+            (RequestKind::Other, 200, &twice, Ok(Length(3))),
         ];
         for (kind, status, f, want) in cases {
             assert_eq!(

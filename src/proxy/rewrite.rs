@@ -298,18 +298,23 @@ pub fn response_head(out: &mut Vec<u8>, resp: &Response<'_, '_>, edits: Response
     // none, so it gets here. Transfer-Encoding wins and Content-Length goes (RFC 9112 §6.3
     // item 3): a sender must never send both (§6.2), and a client could frame by either.
     let drop_cl = bodiless || resp.fields.encoding != Encoding::Absent;
+    // A length the backend repeated (`5, 5`) goes on once.
+    let one_cl = resp.fields.length_repeated && !drop_cl;
     let mut dated = false;
     for h in resp.headers {
         let name = h.name;
         dated |= name.eq_ignore_ascii_case("date");
         if is_hop_by_hop(name, resp.headers, edits.switching)
             || (drop_te && name.eq_ignore_ascii_case("transfer-encoding"))
-            || (drop_cl && name.eq_ignore_ascii_case("content-length"))
+            || ((drop_cl || one_cl) && name.eq_ignore_ascii_case("content-length"))
             || (edits.backend.is_some() && name.eq_ignore_ascii_case("x-backend-server"))
         {
             continue;
         }
         field(out, name, h.value);
+    }
+    if let (true, Some(n)) = (one_cl, resp.fields.content_length) {
+        let _ = write!(out, "Content-Length: {n}\r\n");
     }
     if let Some(name) = edits.backend {
         field(out, "X-Backend-Server", name.as_bytes());
@@ -696,6 +701,23 @@ mod tests {
         assert_eq!(
             kept,
             "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\nDate: d\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_repeated_content_length_goes_on_once() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\nX: 1\r\ncontent-length: 5\r\n\
+                    Date: d\r\n\r\n";
+        let got = rewrite_response(
+            raw,
+            ResponseEdits {
+                backend: None,
+                ..EDITS
+            },
+        );
+        assert_eq!(
+            got,
+            "HTTP/1.1 200 OK\r\nX: 1\r\nDate: d\r\nContent-Length: 5\r\n\r\n"
         );
     }
 

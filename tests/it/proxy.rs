@@ -257,6 +257,36 @@ fn a_backend_answering_http_1_2_is_served_as_http_1_1() {
     assert_eq!(conns, [0, 0], "the backend connection is reused");
 }
 
+/// RFC 9112 §6.3 item 5: a length repeated with one value is that length; the client gets
+/// it once. Two different lengths are a broken answer.
+#[test]
+fn a_repeated_content_length_is_one_length_and_two_lengths_are_502() {
+    let b = Backend::start(|seen| {
+        Reply::Bytes(match seen.path() {
+            "/same" => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5, 5\r\n\r\nhello"
+                .to_vec(),
+            _ => b"HTTP/1.1 200 OK\r\nContent-Length: 5, 4\r\n\r\nhello".to_vec(),
+        })
+    });
+    let p = proxy(&[b.addr], &[]);
+    let mut c = p.client();
+    for _ in 0..2 {
+        let r = c.request(b"GET /same HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+        let lengths: Vec<&str> = r
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(lengths, ["5"]);
+    }
+    assert_eq!(
+        roundtrip(&p, b"GET /differ HTTP/1.1\r\nHost: t\r\n\r\n").status,
+        502
+    );
+}
+
 #[test]
 fn answers_a_client_cannot_act_on_get_502() {
     let b = Backend::start(|seen| match seen.path() {
