@@ -474,11 +474,18 @@ fn version_token(rest: &[u8]) -> Result<Option<usize>, HeadError> {
 /// length with its ending, the code and the reason; `None` while the line is not whole; 505
 /// for another version, 400 for anything else malformed.
 fn later_minor_status_line(window: &[u8]) -> Result<Option<(usize, u16, &str)>, HeadError> {
-    let Some(lf) = window.iter().position(|&b| b == b'\n') else {
+    // Empty lines before the status line are skipped, as httparse does.
+    let skipped = window.len() - after_empty_lines(window).len();
+    let Some(lf) = window[skipped..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|at| skipped + at)
+    else {
         // Whatever comes, it is not HTTP/1.0 or 1.1; wait for the line (or the cap) to judge.
         return Ok(None);
     };
-    let line = window[..lf].strip_suffix(b"\r").unwrap_or(&window[..lf]);
+    let line = &window[skipped..lf];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
     let bad = HeadError::Syntax("invalid status line");
     let [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9', after @ ..] = line else {
         return Err(if looks_like_version(window) {
@@ -1100,6 +1107,7 @@ mod tests {
             ok(200, "OK", 1, 38)
         );
         assert_eq!(parse(b"HTTP/1.9 204\r\n\r\n"), ok(204, "", 0, 16));
+        assert_eq!(parse(b"\r\n\nHTTP/1.9 204\r\n\r\n"), ok(204, "", 0, 19));
         assert_eq!(
             parse(b"HTTP/1.5 404 Not  Found\n\n"),
             ok(404, "Not  Found", 0, 25)
