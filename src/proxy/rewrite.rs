@@ -625,6 +625,17 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
+    /// A response rewritten with the default edits, less `X-Backend-Server`.
+    fn rewrite_plain(raw: &[u8]) -> String {
+        rewrite_response(
+            raw,
+            ResponseEdits {
+                backend: None,
+                ..EDITS
+            },
+        )
+    }
+
     const EDITS: ResponseEdits<'static> = ResponseEdits {
         backend: Some("b1:80"),
         close: false,
@@ -677,13 +688,7 @@ mod tests {
                 "HTTP/1.1 {status}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\
                  X-A: 1\r\nDate: d\r\n\r\n"
             );
-            let got = rewrite_response(
-                raw.as_bytes(),
-                ResponseEdits {
-                    backend: None,
-                    ..EDITS
-                },
-            );
+            let got = rewrite_plain(raw.as_bytes());
             assert_eq!(
                 got,
                 format!("HTTP/1.1 {status}\r\nX-A: 1\r\nDate: d\r\n\r\n")
@@ -691,13 +696,7 @@ mod tests {
         }
         // A 304 and a HEAD answer may say what the content would be: kept, for HTTP/1.1.
         let raw = b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\nDate: d\r\n\r\n";
-        let kept = rewrite_response(
-            raw,
-            ResponseEdits {
-                backend: None,
-                ..EDITS
-            },
-        );
+        let kept = rewrite_plain(raw);
         assert_eq!(
             kept,
             "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\nDate: d\r\n\r\n"
@@ -708,13 +707,7 @@ mod tests {
     fn a_repeated_content_length_goes_on_once() {
         let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\nX: 1\r\ncontent-length: 5\r\n\
                     Date: d\r\n\r\n";
-        let got = rewrite_response(
-            raw,
-            ResponseEdits {
-                backend: None,
-                ..EDITS
-            },
-        );
+        let got = rewrite_plain(raw);
         assert_eq!(
             got,
             "HTTP/1.1 200 OK\r\nX: 1\r\nDate: d\r\nContent-Length: 5\r\n\r\n"
@@ -730,13 +723,7 @@ mod tests {
                 "HTTP/1.1 {status}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\
                  Date: d\r\n\r\n"
             );
-            let got = rewrite_response(
-                raw.as_bytes(),
-                ResponseEdits {
-                    backend: None,
-                    ..EDITS
-                },
-            );
+            let got = rewrite_plain(raw.as_bytes());
             assert_eq!(
                 got,
                 format!("HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\nDate: d\r\n\r\n")
@@ -744,13 +731,7 @@ mod tests {
         }
         // Without Transfer-Encoding, a HEAD answer keeps the length the content would have.
         let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nDate: d\r\n\r\n";
-        let got = rewrite_response(
-            raw,
-            ResponseEdits {
-                backend: None,
-                ..EDITS
-            },
-        );
+        let got = rewrite_plain(raw);
         assert_eq!(
             got,
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nDate: d\r\n\r\n"
