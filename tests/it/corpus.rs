@@ -52,3 +52,9 @@ fn chunked_corpus() {
 fn split_invariance_corpus() {
     replay("split_invariance", fuzzing::split_invariance);
 }
+
+/// The whole proxy over loopback, one connection per file (see `fuzzing::session`).
+#[test]
+fn proxy_session_corpus() {
+    replay("proxy_session", fuzzing::session::proxy_session);
+}
