@@ -5,6 +5,8 @@
 //! Each function takes any bytes and must return quietly on any of them; a panic is a bug in
 //! the parser or in the invariant it checks.
 
+pub mod session;
+
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::framing::{
     self, BodyDecoder, BodyError, BodyKind, Encoding, Fields, FramingError, Step,
