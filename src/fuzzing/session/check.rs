@@ -20,7 +20,6 @@
 //!   5xx without `X-Backend-Server`, and nothing after it. Answers that do carry the field
 //!   carry it once, naming the scripted backend (the refusing port never answers).
 
-use std::sync::OnceLock;
 
 use crate::http::framing::{self, BodyDecoder, Fields};
 use crate::http::head::{
@@ -290,15 +289,7 @@ fn check_fields(
 ) -> Result<(), String> {
     let length = count(headers, "content-length");
     let coding = count(headers, "transfer-encoding");
-    let bodiless = status == 304
-        || matches!(
-            req,
-            Asked::Request {
-                method: Method::Head,
-                ..
-            }
-        );
-    if length > 0 && coding > 0 && !(bodiless && known(KNOWN_CL_TE_BODILESS)) {
+    if length > 0 && coding > 0 {
         return Err("both Content-Length and Transfer-Encoding".into());
     }
     if (status < 200 || status == 204) && length + coding > 0 {
@@ -328,23 +319,6 @@ fn check_fields(
         }
     }
     Ok(())
-}
-
-/// A finding already recorded in `fuzz/regressions/README.md`: a HEAD or 304 answer keeps
-/// `Content-Length` beside `Transfer-Encoding`.
-const KNOWN_CL_TE_BODILESS: &str = "cl-te-bodiless";
-
-/// Whether `RR_FUZZ_KNOWN` (comma-separated labels) lets a fuzzing run step over a recorded
-/// finding, so it looks for new ones instead of finding that one again. Unset, every rule holds.
-fn known(label: &str) -> bool {
-    static KNOWN: OnceLock<Vec<String>> = OnceLock::new();
-    KNOWN
-        .get_or_init(|| {
-            let list = std::env::var("RR_FUZZ_KNOWN").unwrap_or_default();
-            list.split(',').map(|l| l.trim().to_string()).collect()
-        })
-        .iter()
-        .any(|k| k == label)
 }
 
 fn count(headers: &[httparse::Header<'_>], name: &str) -> usize {
