@@ -20,7 +20,6 @@
 //!   5xx without `X-Backend-Server`, and nothing after it. Answers that do carry the field
 //!   carry it once, naming the scripted backend (the refusing port never answers).
 
-
 use crate::http::framing::{self, BodyDecoder, Fields};
 use crate::http::head::{
     self, after_empty_lines, parse_request, Method, Parse, Version, EMPTY_HEADERS,
