@@ -233,7 +233,9 @@ impl Proxy {
             *framed = 0;
         }
         if dec.is_done() && *framed == 0 && (s.out.is_empty() || others_wait) {
-            let close = *close_client || s.eof;
+            // A client that half-closed after pipelining still gets an answer to every
+            // request it sent whole; the connection ends when none is left.
+            let close = *close_client || (s.eof && s.inbuf.is_empty());
             self.finish(key, s, now, close);
             return Step::Progress;
         }

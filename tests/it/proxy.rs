@@ -110,6 +110,35 @@ fn pipelined_requests_are_answered_in_order() {
     assert_eq!(paths, ["GET /0", "GET /3"]);
 }
 
+/// A client may half-close once it has sent everything (`printf ... | nc`): every request it
+/// sent whole is still answered, in order, and only then does the connection end. A request
+/// cut short by the close gets nothing.
+#[test]
+fn pipelined_requests_before_a_half_close_are_all_answered() {
+    let b = three();
+    let p = proxy(&addrs(&b), &[]);
+    let mut s = p.client();
+    let mut all = Vec::new();
+    for i in 0..5 {
+        all.extend_from_slice(format!("GET /{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+    }
+    all.extend_from_slice(b"POST /5 HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi");
+    all.extend_from_slice(b"GET /cut HTTP/1.1\r\nHo");
+    s.send(&all);
+    s.shutdown_write();
+    let got: String = (0..6)
+        .map(|_| String::from_utf8(s.read_response_to(Method::Get).body).unwrap())
+        .collect();
+    assert_eq!(got, "abcabc");
+    assert_eq!(
+        read_to_close(&s),
+        "",
+        "nothing after the last whole request"
+    );
+    let seen: usize = b.iter().map(|b| b.seen().len()).sum();
+    assert_eq!(seen, 6);
+}
+
 #[test]
 fn chunked_passes_both_ways() {
     let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n";
