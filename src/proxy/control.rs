@@ -5,11 +5,13 @@
 
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream as StdUnixStream;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::UnixStream;
 use mio::{Interest, Registry};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGPIPE, SIGTERM};
 
 use super::config::{Config, ProbeKind};
 use super::session::Phase;
@@ -37,6 +39,10 @@ pub struct Signals {
 impl Signals {
     /// Routes SIGTERM and SIGINT to one pipe and SIGHUP to another, both polled by the loop.
     pub fn install(registry: &Registry) -> io::Result<Signals> {
+        // A write to a peer that has reset raises SIGPIPE, and `writev` cannot ask not to.
+        // Rust's `main` ignores it, but a process that embeds `run` may not: with a handler
+        // in place the write fails with EPIPE, which the loop handles, instead of killing it.
+        signal_hook::flag::register(SIGPIPE, Arc::new(AtomicBool::new(false)))?;
         let (stop_r, stop_w) = StdUnixStream::pair()?;
         signal_hook::low_level::pipe::register(SIGTERM, stop_w.try_clone()?)?;
         signal_hook::low_level::pipe::register(SIGINT, stop_w)?;
