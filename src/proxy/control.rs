@@ -6,7 +6,7 @@
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use mio::net::UnixStream;
@@ -42,7 +42,12 @@ impl Signals {
         // A write to a peer that has reset raises SIGPIPE, and `writev` cannot ask not to.
         // Rust's `main` ignores it, but a process that embeds `run` may not: with a handler
         // in place the write fails with EPIPE, which the loop handles, instead of killing it.
-        signal_hook::flag::register(SIGPIPE, Arc::new(AtomicBool::new(false)))?;
+        // Once per process: every worker and every `run` would otherwise add one more.
+        static SIGPIPE_HANDLED: OnceLock<()> = OnceLock::new();
+        if SIGPIPE_HANDLED.get().is_none() {
+            signal_hook::flag::register(SIGPIPE, Arc::new(AtomicBool::new(false)))?;
+            let _ = SIGPIPE_HANDLED.set(());
+        }
         let (stop_r, stop_w) = StdUnixStream::pair()?;
         signal_hook::low_level::pipe::register(SIGTERM, stop_w.try_clone()?)?;
         signal_hook::low_level::pipe::register(SIGINT, stop_w)?;
