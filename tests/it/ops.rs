@@ -221,3 +221,50 @@ fn every_worker_takes_the_same_reload_even_if_the_file_changes_again() {
     assert_eq!(seen.len(), 1, "workers serve different lists: {seen:?}");
     let _ = std::fs::remove_file(&path);
 }
+
+/// The hard open-file limit of this test process (what a child started from it inherits).
+fn hard_open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let hard = line["Max open files".len()..].split_whitespace().nth(1)?;
+    Some(hard.parse().unwrap_or(u64::MAX)) // "unlimited"
+}
+
+#[test]
+fn a_low_soft_open_file_limit_is_raised_so_clients_are_not_turned_away() {
+    // Started from a shell whose soft limit is 64, the proxy would fit about 15 clients in it
+    // and leave the rest unaccepted. It raises the soft limit towards the hard one instead.
+    const CLIENTS: usize = 200;
+    if hard_open_files_limit().is_none_or(|hard| hard < 4 * CLIENTS as u64) {
+        eprintln!("skipped: the hard open-file limit is too low to raise the soft one past it");
+        return;
+    }
+    let b = Backend::ok("x");
+    let backends = b.addr.to_string();
+    let script = "ulimit -Sn 64 && exec \"$0\" \"$@\"";
+    let args = [
+        "-c",
+        script,
+        util::PROXY,
+        "--listen",
+        "127.0.0.1:0",
+        "--backends",
+        &backends,
+        "--health-interval",
+        "0s",
+    ];
+    let p = Proc::spawn("sh", &args);
+    // Every client connected and answered while all the others stay open.
+    let mut clients: Vec<util::Client> = (0..CLIENTS).map(|_| p.client()).collect();
+    for c in &mut clients {
+        assert_eq!(c.request(GET).status, 200, "{}", p.stderr());
+    }
+    assert!(!p.stderr().contains("open-file limit"), "{}", p.stderr());
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", p.id())).unwrap_or_default();
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(soft.is_some_and(|n| n > 2 * CLIENTS as u64), "{limits}");
+}

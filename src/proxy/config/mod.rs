@@ -124,7 +124,7 @@ impl Config {
         let o = &self.origin;
         match from_args(o.args.clone().into_iter(), o.env_backends.clone())? {
             Command::Run(mut cfg) => {
-                if let Some(limit) = open_files_limit() {
+                if let Some(limit) = raise_open_files_limit(cfg.descriptors_wanted()) {
                     cfg.fit_descriptors(limit);
                 }
                 Ok(*cfg)
@@ -139,6 +139,16 @@ impl Config {
         self.max_conns.div_ceil(self.workers.max(1))
     }
 
+    /// The descriptors these settings can use at once: the reserve, and per worker a probe
+    /// and a full pool per backend; for each client its connection and one to a backend.
+    pub fn descriptors_wanted(&self) -> u64 {
+        let backends = self.backends.len().max(1) as u64;
+        let per_worker = backends * (1 + self.pool_size as u64);
+        RESERVED_DESCRIPTORS
+            .saturating_add(per_worker.saturating_mul(self.workers.max(1) as u64))
+            .saturating_add((self.max_conns as u64).saturating_mul(2))
+    }
+
     /// Fits the settings to `limit` descriptors (the process's `ulimit -n`), as HAProxy
     /// derives its default maxconn: a client accepted near the limit would find no descriptor
     /// left for its backend connection and get 502, where one waiting in the listen backlog
@@ -149,13 +159,11 @@ impl Config {
     /// idle keep-alive clients, which hold no backend connection, would be refused for nothing
     /// (10 000 of them under `ulimit -n 20000`). Says what it changed or why it warns.
     pub fn fit_descriptors(&mut self, limit: u64) -> Option<String> {
-        // Listeners, the poller and its waker, signals, logs, the admin port.
-        const RESERVE: u64 = 32;
         let backends = self.backends.len().max(1) as u64;
         // Per worker: a probe per backend, the pools, and for each client its connection and
         // one to a backend.
-        let room =
-            (limit.saturating_sub(RESERVE) / self.workers.max(1) as u64).saturating_sub(backends);
+        let room = (limit.saturating_sub(RESERVED_DESCRIPTORS) / self.workers.max(1) as u64)
+            .saturating_sub(backends);
         let pool_fits = usize::try_from(room / 4 / backends).unwrap_or(usize::MAX);
         let pool = self.pool_size.min(pool_fits);
         let per_worker = room.saturating_sub(pool as u64 * backends) / 2;
@@ -185,16 +193,36 @@ impl Config {
     }
 }
 
-/// The process's soft limit on open files, from `/proc/self/limits` (Linux; `None` when it
-/// cannot be read or is unlimited).
-pub fn open_files_limit() -> Option<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+/// Descriptors kept aside from clients and backends: listeners, the poller and its waker,
+/// signals, logs, the admin port.
+const RESERVED_DESCRIPTORS: u64 = 32;
+
+/// Raises the process's soft limit on open files towards `wanted`, never past the hard limit,
+/// and returns the soft limit then in force (`None` when it cannot be read or is unlimited).
+/// A shell's soft limit (often 1024) is a default for interactive programs; a server that
+/// holds thousands of connections raises it, as HAProxy and Go's runtime do, and only the
+/// hard limit, which the operator set, bounds it.
+pub fn raise_open_files_limit(wanted: u64) -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given, which lives for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return None;
+    }
+    let target = wanted.min(lim.rlim_max);
+    if lim.rlim_cur != libc::RLIM_INFINITY && target > lim.rlim_cur {
+        let raised = libc::rlimit {
+            rlim_cur: target,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct it is given, which lives for the call.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = target;
+        }
+    }
+    (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
 }
 
 /// The defaults, also printed by `--help`.

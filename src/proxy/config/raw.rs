@@ -633,7 +633,27 @@ mod tests {
         assert_eq!(changed, "--max-conns 485 -> 24, --pool-size 10 -> 7");
         c.fit_descriptors(10);
         assert_eq!((c.max_conns, c.pool_size), (1, 0), "never below one client");
-        assert!(open_files_limit().is_some_and(|n| n > 0));
+        // Asking for nothing reads the limit and leaves it as it is.
+        let now = raise_open_files_limit(0);
+        assert!(now.is_some_and(|n| n > 0));
+        assert_eq!(raise_open_files_limit(0), now);
+    }
+
+    #[test]
+    fn descriptors_wanted_counts_clients_twice_and_a_pool_and_probe_per_backend() {
+        let c = parse(
+            &["--backends", "127.0.0.1:1,127.0.0.1:2", "--pool-size", "10"],
+            None,
+        )
+        .unwrap();
+        // 32 reserved + 2 backends x (1 probe + 10 pooled) + 10 000 clients x 2.
+        assert_eq!(c.descriptors_wanted(), 32 + 22 + 20_000);
+        let mut two = c.clone();
+        two.workers = 2;
+        assert_eq!(two.descriptors_wanted(), 32 + 44 + 20_000);
+        // What it asks for is what fit_descriptors takes as enough.
+        let mut fitted = c.clone();
+        assert_eq!(fitted.fit_descriptors(c.descriptors_wanted()), None);
     }
 
     #[test]
