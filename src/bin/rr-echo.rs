@@ -20,6 +20,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A descriptor per connection, and a few for the listener, the poller and the logs.
+    let wanted = config.max_conns as u64 + 32;
+    if let Some(limit) = rr_proxy::net::limit::raise_open_files(wanted) {
+        if limit < wanted {
+            log::warn!(
+                "the open-file limit (ulimit -n {limit}) is below --max-conns {}: \
+                 connections past it wait until a descriptor is free",
+                config.max_conns
+            );
+        }
+    }
     let listener = match TcpListener::bind((config.host, config.port)) {
         Ok(l) => l,
         Err(e) => {

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         }
     };
     logging::init(Some(&log_filter(&cfg)), cfg.log_format);
-    if let Some(limit) = config::raise_open_files_limit(cfg.descriptors_wanted()) {
+    if let Some(limit) = rr_proxy::net::limit::raise_open_files(cfg.descriptors_wanted()) {
         if let Some(changed) = cfg.fit_descriptors(limit) {
             log::warn!(
                 "the open-file limit (ulimit -n {limit}) does not hold a backend connection \

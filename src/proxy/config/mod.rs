@@ -124,7 +124,7 @@ impl Config {
         let o = &self.origin;
         match from_args(o.args.clone().into_iter(), o.env_backends.clone())? {
             Command::Run(mut cfg) => {
-                if let Some(limit) = raise_open_files_limit(cfg.descriptors_wanted()) {
+                if let Some(limit) = crate::net::limit::raise_open_files(cfg.descriptors_wanted()) {
                     cfg.fit_descriptors(limit);
                 }
                 Ok(*cfg)
@@ -196,34 +196,6 @@ impl Config {
 /// Descriptors kept aside from clients and backends: listeners, the poller and its waker,
 /// signals, logs, the admin port.
 const RESERVED_DESCRIPTORS: u64 = 32;
-
-/// Raises the process's soft limit on open files towards `wanted`, never past the hard limit,
-/// and returns the soft limit then in force (`None` when it cannot be read or is unlimited).
-/// A shell's soft limit (often 1024) is a default for interactive programs; a server that
-/// holds thousands of connections raises it, as HAProxy and Go's runtime do, and only the
-/// hard limit, which the operator set, bounds it.
-pub fn raise_open_files_limit(wanted: u64) -> Option<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct it is given, which lives for the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return None;
-    }
-    let target = wanted.min(lim.rlim_max);
-    if lim.rlim_cur != libc::RLIM_INFINITY && target > lim.rlim_cur {
-        let raised = libc::rlimit {
-            rlim_cur: target,
-            rlim_max: lim.rlim_max,
-        };
-        // SAFETY: setrlimit only reads the struct it is given, which lives for the call.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            lim.rlim_cur = target;
-        }
-    }
-    (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
-}
 
 /// The defaults, also printed by `--help`.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
