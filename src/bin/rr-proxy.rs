@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         if let Some(changed) = cfg.fit_descriptors(limit) {
             log::warn!(
                 "the open-file limit (ulimit -n {limit}) does not hold a backend connection \
-                 for every client and the pools: {changed}"
+                 for every client: {changed}"
             );
         }
     }

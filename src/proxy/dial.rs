@@ -146,7 +146,12 @@ impl Proxy {
 
     fn connect(&mut self, backend: usize, owner: usize) -> Result<Upstream, Dial> {
         let addr = self.cfg.backends[backend].addr;
-        let mut sock = match upstream::connect(addr) {
+        let mut tried = upstream::connect(addr);
+        if tried.as_ref().is_err_and(upstream::is_local_shortage) && self.shed_idle() {
+            // An idle pooled connection gave its descriptor to this one.
+            tried = upstream::connect(addr);
+        }
+        let mut sock = match tried {
             Ok(sock) => sock,
             Err(e) if upstream::is_local_shortage(&e) => {
                 log::warn!("connect {addr}: {e}");

@@ -347,7 +347,8 @@ impl Proxy {
                 Ok((sock, peer)) => self.open_session(sock, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_resource_exhausted(&e) => {
+                Err(e) if upstream::is_local_shortage(&e) && self.shed_idle() => {}
+                Err(e) if upstream::is_local_shortage(&e) => {
                     log::warn!("accept: {e}; pausing {ACCEPT_BACKOFF:?}");
                     self.accept_paused = true;
                     self.timers
@@ -462,6 +463,22 @@ impl Proxy {
         }
     }
 
+    /// Closes the idle connection parked longest ago in the fullest pool, to free a
+    /// descriptor for a client or a request: a pooled connection only saves a handshake. False
+    /// when every pool is empty.
+    fn shed_idle(&mut self) -> bool {
+        let Some(fullest) = self.pools.iter_mut().max_by_key(|p| p.len()) else {
+            return false;
+        };
+        let Some(key) = fullest.take_oldest() else {
+            return false;
+        };
+        if let Some(Conn::Pooled(up)) = self.conns.try_remove(key) {
+            self.give_buf(up.inbuf);
+        }
+        true
+    }
+
     /// Gives a buffer's storage back to the pool of its size.
     fn give_buf(&mut self, buf: Buffer) {
         let cap = buf.capacity();
@@ -560,13 +577,4 @@ fn seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     t ^ u64::from(std::process::id()).rotate_left(32)
-}
-
-/// Errors that mean the process or the kernel is out of something accept needs.
-fn is_resource_exhausted(e: &io::Error) -> bool {
-    const EMFILE: i32 = 24;
-    const ENFILE: i32 = 23;
-    const ENOBUFS: i32 = 105;
-    const ENOMEM: i32 = 12;
-    matches!(e.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
 }

@@ -174,6 +174,12 @@ impl Pool {
         self.idle.pop()
     }
 
+    /// Takes the connection parked longest ago: the one to give up when descriptors run
+    /// short, being the likeliest to be closed by the backend anyway.
+    pub fn take_oldest(&mut self) -> Option<usize> {
+        (!self.idle.is_empty()).then(|| self.idle.remove(0))
+    }
+
     /// Parks a connection, unless `cap` are parked already (the caller closes it then).
     pub fn park(&mut self, key: usize, cap: usize) -> bool {
         if self.idle.len() >= cap {

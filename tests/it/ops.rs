@@ -3,8 +3,10 @@
 
 use std::net::SocketAddr;
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+use rr_proxy::http::head::Method;
 
 use crate::backend::{ok_response, Backend, Reply};
 use crate::proxy::proxy;
@@ -267,4 +269,71 @@ fn a_low_soft_open_file_limit_is_raised_so_clients_are_not_turned_away() {
         .and_then(|l| l.split_whitespace().nth(3))
         .and_then(|n| n.parse::<u64>().ok());
     assert!(soft.is_some_and(|n| n > 2 * CLIENTS as u64), "{limits}");
+}
+
+/// A backend that holds every `/slow` answer until `n` of them have arrived, so that `n` of
+/// its connections are busy at once.
+fn barrier_backend(n: usize) -> Backend {
+    let arrived = Arc::new((Mutex::new(0usize), Condvar::new()));
+    Backend::start(move |seen| {
+        if seen.head.starts_with("GET /slow ") {
+            let (count, all_in) = &*arrived;
+            if let Ok(mut c) = count.lock() {
+                *c += 1;
+                all_in.notify_all();
+                let _ = all_in.wait_timeout_while(c, util::DEADLINE, |c| *c < n);
+            }
+        }
+        Reply::Bytes(ok_response("x"))
+    })
+}
+
+#[test]
+fn parked_backend_connections_give_their_descriptors_to_new_clients() {
+    // Under `ulimit -n 64`, 24 requests at once leave 24 backend connections parked. Then 45
+    // clients connect and stay, each asking once: with the parked ones that is more than 64
+    // descriptors, so a client is only served if the proxy closes parked connections for it.
+    const HELD: usize = 24;
+    const CLIENTS: usize = 45;
+    let b = barrier_backend(HELD);
+    let backends = b.addr.to_string();
+    let script = "ulimit -n 64 && exec \"$0\" \"$@\"";
+    let args = [
+        "-c",
+        script,
+        util::PROXY,
+        "--listen",
+        "127.0.0.1:0",
+        "--backends",
+        &backends,
+        "--health-interval",
+        "0s",
+        "--pipeline",
+        "1",
+        "--max-conns",
+        "50",
+    ];
+    let p = Proc::spawn("sh", &args);
+    let mut first: Vec<util::Client> = (0..HELD).map(|_| p.client()).collect();
+    for c in &mut first {
+        c.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+    }
+    for c in &mut first {
+        assert_eq!(c.read_response().status, 200, "{}", p.stderr());
+    }
+    drop(first);
+    let mut clients = Vec::new();
+    for n in 1..=CLIENTS {
+        let mut c = p.client();
+        c.send(GET);
+        // Well inside the 10 s after which the test backend closes idle connections itself.
+        let by = Instant::now() + Duration::from_secs(3);
+        let answer = c.try_read_response_by(Method::Get, by);
+        assert!(
+            answer.as_ref().is_ok_and(|r| r.status == 200),
+            "client {n} of {CLIENTS}: {answer:?}; stderr:\n{}",
+            p.stderr()
+        );
+        clients.push(c);
+    }
 }

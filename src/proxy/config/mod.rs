@@ -149,47 +149,37 @@ impl Config {
             .saturating_add((self.max_conns as u64).saturating_mul(2))
     }
 
-    /// Fits the settings to `limit` descriptors (the process's `ulimit -n`), as HAProxy
-    /// derives its default maxconn: a client accepted near the limit would find no descriptor
-    /// left for its backend connection and get 502, where one waiting in the listen backlog
-    /// would have been served. The default `max_conns` (and `pool_size`, to a quarter of the
-    /// room at most) is lowered until each client has room for a backend connection too; a
-    /// `max_conns` that was asked for is kept, with a warning. A limit within a tenth of what
-    /// the settings need is left alone: only every client busy at once could come short, and
-    /// idle keep-alive clients, which hold no backend connection, would be refused for nothing
-    /// (10 000 of them under `ulimit -n 20000`). Says what it changed or why it warns.
+    /// Fits the settings to `limit` descriptors (the process's `ulimit -n`, once raised as far
+    /// as it goes), as HAProxy derives its default maxconn: a client accepted near the limit
+    /// would find no descriptor left for its backend connection and get 503, where one waiting
+    /// in the listen backlog would have been served. The default `max_conns` is lowered until
+    /// each client has room for a backend connection too; a `max_conns` that was asked for is
+    /// kept, with a warning. Idle pooled connections are not counted: the loop closes them
+    /// when it runs short, so they only use descriptors nothing else wants. A limit within a
+    /// tenth of what the settings need is left alone: only every client busy at once could
+    /// come short, and idle keep-alive clients, which hold no backend connection, would be
+    /// refused for nothing (10 000 of them under `ulimit -n 20000`). Says what it changed or
+    /// why it warns.
     pub fn fit_descriptors(&mut self, limit: u64) -> Option<String> {
         let backends = self.backends.len().max(1) as u64;
-        // Per worker: a probe per backend, the pools, and for each client its connection and
-        // one to a backend.
-        let room = (limit.saturating_sub(RESERVED_DESCRIPTORS) / self.workers.max(1) as u64)
-            .saturating_sub(backends);
-        let pool_fits = usize::try_from(room / 4 / backends).unwrap_or(usize::MAX);
-        let pool = self.pool_size.min(pool_fits);
-        let per_worker = room.saturating_sub(pool as u64 * backends) / 2;
-        let clients = (per_worker * self.workers.max(1) as u64).max(1);
-        let clients = usize::try_from(clients).unwrap_or(usize::MAX);
-        let close = clients >= self.max_conns / 10 * 9 && self.pool_size == pool;
-        if self.max_conns <= clients || close {
+        let workers = self.workers.max(1) as u64;
+        // Per worker: a probe per backend, and for each client its connection and one to a
+        // backend.
+        let room = (limit.saturating_sub(RESERVED_DESCRIPTORS) / workers).saturating_sub(backends);
+        let clients = usize::try_from((room / 2 * workers).max(1)).unwrap_or(usize::MAX);
+        if self.max_conns <= clients || clients >= self.max_conns / 10 * 9 {
             return None;
         }
         if self.max_conns_set {
             return Some(format!(
                 "--max-conns {} kept as asked; about {clients} fit with a backend connection \
-                 each, more busy at once may get 502",
+                 each, more busy at once may get 503",
                 self.max_conns
             ));
         }
-        let mut changed = Vec::new();
-        if self.max_conns > clients {
-            changed.push(format!("--max-conns {} -> {clients}", self.max_conns));
-            self.max_conns = clients;
-        }
-        if self.pool_size > pool {
-            changed.push(format!("--pool-size {} -> {pool}", self.pool_size));
-            self.pool_size = pool;
-        }
-        Some(changed.join(", "))
+        let changed = format!("--max-conns {} -> {clients}", self.max_conns);
+        self.max_conns = clients;
+        Some(changed)
     }
 }
 

@@ -114,7 +114,15 @@ impl Client {
 
     /// Reads the next response to a request with `method`, within [`DEADLINE`].
     pub fn try_read_response(&mut self, method: Method) -> Result<Response, String> {
-        let deadline = Instant::now() + DEADLINE;
+        self.try_read_response_by(method, Instant::now() + DEADLINE)
+    }
+
+    /// Reads the next response to a request with `method`, by `deadline`.
+    pub fn try_read_response_by(
+        &mut self,
+        method: Method,
+        deadline: Instant,
+    ) -> Result<Response, String> {
         let (mut resp, mut decoder) = self.read_head(method, deadline)?;
         loop {
             while !decoder.is_done() && !self.buf.is_empty() {
