@@ -347,8 +347,11 @@ impl Proxy {
                 Ok((sock, peer)) => self.open_session(sock, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if upstream::is_local_shortage(&e) && self.shed_idle() => {}
                 Err(e) if upstream::is_local_shortage(&e) => {
+                    // A parked backend connection gives its descriptor to the next client.
+                    if self.shed_idle() {
+                        continue;
+                    }
                     log::warn!("accept: {e}; pausing {ACCEPT_BACKOFF:?}");
                     self.accept_paused = true;
                     self.timers

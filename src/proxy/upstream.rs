@@ -106,8 +106,8 @@ pub fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     Ok(sock)
 }
 
-/// Whether a failed connect is the proxy's own shortage (no descriptor or buffer left here),
-/// which says nothing about the backend.
+/// Whether a failed connect or accept is the proxy's own shortage (no descriptor or buffer
+/// left here), which says nothing about the backend or the client.
 pub fn is_local_shortage(e: &io::Error) -> bool {
     // EMFILE, ENFILE, ENOBUFS, ENOMEM on Linux.
     matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
