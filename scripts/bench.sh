@@ -4,19 +4,20 @@
 #
 # Usage: scripts/bench.sh [all|echo] [--quick] [--rounds N] [--duration S] [--scenarios LIST]
 #
-#   all          (default) scenarios a-g and the echo comparison
+#   all          (default) scenarios a-h and the echo comparison
 #   echo         only the echo comparison: rr-echo vs nginx `return 200`, GET /healthz, wrk -t1 -c50
 #   --quick      1 round of 3 s per run, no warm-up (the whole default run in about two minutes)
 #   --rounds N   rounds per scenario (default 3); each round runs every target once, and the
 #                order alternates (A B C D, then D C B A, ...) so drift does not favour one target
 #   --duration S seconds per wrk run (default 5)
-#   --scenarios  comma-separated subset of a,b,c,d,e,f,g,echo
+#   --scenarios  comma-separated subset of a,b,c,d,e,f,g,h,echo
 #
 # Scenarios (wrk -t1; the proxy under test on core 0, wrk and the backends on core 1):
 #   a  GET /healthz, 50 connections          d  GET /healthz with `Connection: close`, 50 conns
 #   b  GET /healthz, 200 connections         e  1 KiB JSON POST, echoed back, 50 connections
 #   c  64 KiB JSON POST, echoed back, 50     f  L4: rr-proxy --mode tcp vs HAProxy mode tcp
 #   g  idle: memory per idle keep-alive client connection (10 000 of them), not wrk; see below
+#   h  GET /healthz, 1000 connections: more busy clients than a small backend pool holds
 #
 # Per run it records req/s, p50/p99 latency, errors (non-2xx plus socket errors), the proxy's CPU
 # time per request (utime+stime from /proc/PID/stat before and after, over every process of the
@@ -123,7 +124,7 @@ fi
 if [ "$mode" = echo ]; then
     only=${only:-echo}
 fi
-only=${only:-a,b,c,d,e,f,g,echo}
+only=${only:-a,b,c,d,e,f,g,h,echo}
 
 wanted() { [[ ",$only," == *",$1,"* ]]; }
 
@@ -523,7 +524,7 @@ scenario() {
 # Start everything the chosen scenarios need.
 
 need_backends=0 need_haproxy=0
-for s in a b c d e f; do wanted "$s" && need_backends=1 need_haproxy=1; done
+for s in a b c d e f h; do wanted "$s" && need_backends=1 need_haproxy=1; done
 [ "$mode" = echo ] && need_haproxy=0
 # Scenario g starts its own proxies, but they relay to the same backends.
 wanted g && need_backends=1
@@ -603,6 +604,8 @@ wanted d && scenario d "GET /healthz with Connection: close, 50 connections" \
     rr-proxy "$peers" direct 50 /healthz "${http_targets[@]}" -- -H 'Connection: close'
 wanted e && scenario e "1 KiB JSON POST echoed back, 50 connections" \
     rr-proxy "$peers" direct 50 / "${http_targets[@]}" -- -s "$WORK/post-1k.lua"
+wanted h && scenario h "GET /healthz, 1000 connections" rr-proxy "$peers" direct 1000 /healthz \
+    "${http_targets[@]}"
 if wanted f; then
     if [ "$have_tcp" = 1 ]; then
         # Same labels as the HTTP scenarios so the table reads alike; other ports and processes.
