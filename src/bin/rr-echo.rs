@@ -2,7 +2,6 @@
 //! Exit codes: 0 after `--help`, 2 for a bad command line, 1 when it cannot listen or serve.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::process::ExitCode;
 
 use rr_proxy::echo::{self, Command};
@@ -31,7 +30,7 @@ fn main() -> ExitCode {
             );
         }
     }
-    let listener = match TcpListener::bind((config.host, config.port)) {
+    let listener = match rr_proxy::net::limit::listen((config.host, config.port).into()) {
         Ok(l) => l,
         Err(e) => {
             eprintln!(

@@ -8,10 +8,7 @@ use std::net::{SocketAddr, TcpListener};
 use socket2::{Domain, Socket, Type};
 
 use super::config::Config;
-
-/// How many connections may wait to be accepted: the kernel's default of 128 overflows under
-/// a burst of a few hundred clients.
-const BACKLOG: i32 = 1024;
+use crate::net::limit::BACKLOG;
 
 /// Bound, listening sockets for one worker.
 #[derive(Debug)]
