@@ -232,6 +232,16 @@ fn hard_open_files_limit() -> Option<u64> {
     Some(hard.parse().unwrap_or(u64::MAX)) // "unlimited"
 }
 
+/// rr-proxy in front of `backend`, started from a shell that first runs `ulimit LIMIT`.
+fn proxy_under_ulimit(limit: &str, backend: SocketAddr, extra: &[&str]) -> Proc {
+    let script = format!("ulimit {limit} && exec \"$0\" \"$@\"");
+    let backends = backend.to_string();
+    let mut args = vec!["-c", &script, util::PROXY, "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(&["--backends", &backends, "--health-interval", "0s"]);
+    args.extend_from_slice(extra);
+    Proc::spawn("sh", &args)
+}
+
 #[test]
 fn a_low_soft_open_file_limit_is_raised_so_clients_are_not_turned_away() {
     // Started from a shell whose soft limit is 64, the proxy would fit about 15 clients in it
@@ -242,20 +252,7 @@ fn a_low_soft_open_file_limit_is_raised_so_clients_are_not_turned_away() {
         return;
     }
     let b = Backend::ok("x");
-    let backends = b.addr.to_string();
-    let script = "ulimit -Sn 64 && exec \"$0\" \"$@\"";
-    let args = [
-        "-c",
-        script,
-        util::PROXY,
-        "--listen",
-        "127.0.0.1:0",
-        "--backends",
-        &backends,
-        "--health-interval",
-        "0s",
-    ];
-    let p = Proc::spawn("sh", &args);
+    let p = proxy_under_ulimit("-Sn 64", b.addr, &[]);
     // Every client connected and answered while all the others stay open.
     let mut clients: Vec<util::Client> = (0..CLIENTS).map(|_| p.client()).collect();
     for c in &mut clients {
@@ -296,24 +293,7 @@ fn parked_backend_connections_give_their_descriptors_to_new_clients() {
     const HELD: usize = 24;
     const CLIENTS: usize = 45;
     let b = barrier_backend(HELD);
-    let backends = b.addr.to_string();
-    let script = "ulimit -n 64 && exec \"$0\" \"$@\"";
-    let args = [
-        "-c",
-        script,
-        util::PROXY,
-        "--listen",
-        "127.0.0.1:0",
-        "--backends",
-        &backends,
-        "--health-interval",
-        "0s",
-        "--pipeline",
-        "1",
-        "--max-conns",
-        "50",
-    ];
-    let p = Proc::spawn("sh", &args);
+    let p = proxy_under_ulimit("-n 64", b.addr, &["--pipeline", "1", "--max-conns", "50"]);
     let mut first: Vec<util::Client> = (0..HELD).map(|_| p.client()).collect();
     for c in &mut first {
         c.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
