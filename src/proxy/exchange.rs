@@ -191,13 +191,28 @@ impl Proxy {
             Err(()) => return self.fail(key, s, now, Failure::BeforeResponse),
         }
         // A backend connection takes a relay buffer when it has bytes (or its end) to read:
-        // a request waiting on a slow backend holds none.
+        // a request waiting on a slow backend holds none. It keeps it only if the answer needs
+        // it: an answer whose first read fits a head buffer moves into one, so thousands of
+        // small answers in flight hold 4 KiB each, not a relay buffer each; a head buffer that
+        // fills up grows back.
+        let mut first_read = false;
         if let Some(up) = exchange(s).and_then(|ex| ex.up.as_mut()) {
             if up.readable && up.inbuf.is_detached() {
                 up.inbuf = self.bufs.take();
+                first_read = true;
+            } else if up.readable
+                && up.inbuf.is_full()
+                && up.inbuf.capacity() < self.cfg.buffer_size
+            {
+                self.grow(&mut up.inbuf);
             }
         }
         step = step.or(read_backend(s));
+        if first_read {
+            if let Some(up) = exchange(s).and_then(|ex| ex.up.as_mut()) {
+                self.shrink(&mut up.inbuf);
+            }
+        }
         if step == Step::Progress {
             s.deadline = now + self.cfg.backend_timeout;
         }

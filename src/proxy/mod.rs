@@ -494,6 +494,19 @@ impl Proxy {
         }
     }
 
+    /// Moves what `buf` holds into a head-sized buffer when it fits in one, and gives the
+    /// larger buffer back.
+    fn shrink(&mut self, buf: &mut Buffer) {
+        let small_size = self.heads.size();
+        if buf.capacity() <= small_size || buf.len() > small_size {
+            return;
+        }
+        let mut small = self.heads.take();
+        small.push(buf.data());
+        let big = std::mem::replace(buf, small);
+        self.give_buf(big);
+    }
+
     /// Moves what `buf` holds into the next size up: a head buffer into a relay buffer, a
     /// relay buffer into a head-limit one. False when there is no larger size.
     fn grow(&mut self, buf: &mut Buffer) -> bool {

@@ -165,6 +165,8 @@ impl Proxy {
                 Some(mut up) => {
                     if up.inbuf.is_detached() {
                         up.inbuf = self.bufs.take();
+                    } else if up.inbuf.capacity() < self.cfg.buffer_size {
+                        self.grow(&mut up.inbuf);
                     }
                     Phase::Tunnel(Box::new(up))
                 }

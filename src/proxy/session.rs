@@ -365,8 +365,11 @@ impl Proxy {
         s.ledger.bytes_in += head_len as u64;
         s.inbuf.consume(head_len);
         s.scanned = 0;
-        if (has_body || meta.upgrade) && s.inbuf.capacity() < self.cfg.buffer_size {
-            // A body (or a tunnel) is coming: it moves through a relay buffer.
+        // A body still to come (or a tunnel) moves through a relay buffer; one that arrived
+        // whole with its head, as most small POSTs do, is sent from the head buffer.
+        let body_here = matches!(body, BodyKind::Length(n) if n <= s.inbuf.len() as u64);
+        let room_needed = meta.upgrade || (has_body && !body_here);
+        if room_needed && s.inbuf.capacity() < self.cfg.buffer_size {
             self.grow(&mut s.inbuf);
         }
         let ex = match s.spare.take() {
