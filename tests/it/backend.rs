@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -56,6 +56,35 @@ pub enum Reply {
     LateThenSilence(std::time::Duration, Vec<u8>),
     /// Write these bytes, then relay raw bytes back (an echo tunnel) until the peer closes.
     Tunnel(Vec<u8>),
+    /// Write the first bytes, wait until the test opens the gate, write the rest, and keep
+    /// the connection: an answer that arrives in two parts, the test choosing when.
+    Gated(Vec<u8>, Arc<Gate>, Vec<u8>),
+}
+
+/// A signal from a test to a backend thread: opened once, waited for (within the backend's
+/// read limit) by a [`Reply::Gated`].
+#[derive(Debug, Default)]
+pub struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    /// Lets every waiting and future [`Reply::Gated`] go on.
+    pub fn open(&self) {
+        if let Ok(mut open) = self.open.lock() {
+            *open = true;
+            self.opened.notify_all();
+        }
+    }
+
+    fn wait(&self) {
+        if let Ok(open) = self.open.lock() {
+            let _ = self
+                .opened
+                .wait_timeout_while(open, READ_LIMIT, |open| !*open);
+        }
+    }
 }
 
 type Script = dyn Fn(&Seen) -> Reply + Send + Sync;
@@ -203,6 +232,15 @@ fn serve(
                 let _ = conn.write_all(&b);
                 echo_raw(conn, stop);
                 return;
+            }
+            Reply::Gated(first, gate, rest) => {
+                if conn.write_all(&first).is_err() {
+                    return;
+                }
+                gate.wait();
+                if conn.write_all(&rest).is_err() {
+                    return;
+                }
             }
         }
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use rr_proxy::http::head::Method;
 
-use crate::backend::{ok_response, Backend, Reply, Seen};
+use crate::backend::{ok_response, Backend, Gate, Reply, Seen};
 use crate::util::{self, Client, Proc, Response};
 
 /// rr-proxy on a free port in front of `backends`, with `extra` flags. Active health checks
@@ -220,6 +220,47 @@ fn ten_mib_bodies_pass_byte_exact_both_ways() {
     assert_eq!(r.status, 200);
     assert!(r.body == expected, "body differs");
     assert!(b.seen()[0].body == expected);
+}
+
+#[test]
+fn an_answer_that_starts_small_and_then_grows_passes_byte_exact() {
+    // The answer's first part fits in a head buffer; the other 300 KiB come only once the
+    // client has that part, so on the way the buffer must grow into a relay buffer.
+    let body: Vec<u8> = (0..300 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+    let first = [head.as_bytes(), &body[..100]].concat();
+    let rest = body[100..].to_vec();
+    let gate = std::sync::Arc::new(Gate::default());
+    let g = gate.clone();
+    let b = Backend::start(move |_| Reply::Gated(first.clone(), g.clone(), rest.clone()));
+    let p = proxy(&[b.addr], &[]);
+    let c = p.client();
+    let mut raw = c.writer();
+    raw.write_all(GET).expect("send");
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    let body_start = |got: &[u8]| got.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let mut opened = false;
+    let deadline = Instant::now() + util::DEADLINE;
+    while body_start(&got).is_none_or(|at| got.len() - at < body.len()) {
+        assert!(Instant::now() < deadline, "{} bytes so far", got.len());
+        if !opened && body_start(&got).is_some_and(|at| got.len() - at >= 100) {
+            gate.open();
+            opened = true;
+        }
+        match raw.read(&mut chunk) {
+            Ok(0) => panic!("closed after {} bytes", got.len()),
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("read after {} bytes: {e}", got.len()),
+        }
+    }
+    assert!(
+        opened,
+        "the whole answer came before its second part was written"
+    );
+    let at = body_start(&got).unwrap_or(0);
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(got[at..] == body[..], "body differs");
 }
 
 #[test]
