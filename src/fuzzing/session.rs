@@ -14,7 +14,8 @@
 //!
 //! On the first call, in background threads: the scripted backend (`backend`) and the proxy
 //! itself (`rr_proxy::proxy::run`, one worker, short timeouts, small buffers so that limits are
-//! crossed), in front of the backend and of a port that refuses connections. Each call then
+//! crossed), in front of the backend and of a port that refuses connections. Inputs of odd
+//! length go to a second such pair whose relay buffers are larger than the head buffers. Each call then
 //! connects one client, writes, half-closes when its flags say, and reads until the proxy
 //! closes or resets. Before the next input, the backend's connections are ended, so the
 //! proxy's pool is empty again and an input means the same alone as in a run.
@@ -54,8 +55,12 @@ pub const SEPARATOR: &[u8] = b"\x00\xff\x00";
 /// The proxy's head cap: small, so heads cross it (431, 414, 502) and a head outgrowing the
 /// first buffer moves into a head-sized one.
 const MAX_HEAD: usize = 2048;
-/// The proxy's relay buffer, the smallest allowed: bodies outgrow it and move in pieces.
+/// The relay buffer of the first proxy, the smallest allowed: bodies outgrow it and move in
+/// pieces.
 const BUFFER_SIZE: usize = 1024;
+/// The relay buffer of the second proxy, which odd-length inputs go to: larger than the 4 KiB
+/// head buffers, so small answers and bodies move between the two sizes.
+const BUFFER_SIZE_LARGE: usize = 8192;
 
 /// Longest the client waits for one byte or the close: far above every proxy timeout (at most
 /// 200 ms) and the backend's longest wait, so only a proxy that stopped answering reaches it,
@@ -143,6 +148,7 @@ struct Rig {
 }
 
 static RIG: OnceLock<Rig> = OnceLock::new();
+static RIG_LARGE: OnceLock<Rig> = OnceLock::new();
 
 /// Keeps SIGPIPE from killing the process: it is only counted. Call once, before fuzzing.
 pub fn survive_sigpipe() {
@@ -154,7 +160,12 @@ pub fn survive_sigpipe() {
 
 /// Runs one input through the proxy and checks what the client got back.
 pub fn proxy_session(data: &[u8]) {
-    let rig = RIG.get_or_init(Rig::start);
+    // Mutations change lengths freely, so both proxies see every kind of input.
+    let rig = if data.len() % 2 == 0 {
+        RIG.get_or_init(|| Rig::start(BUFFER_SIZE))
+    } else {
+        RIG_LARGE.get_or_init(|| Rig::start(BUFFER_SIZE_LARGE))
+    };
     rig.check_alive();
     let case = Case::parse(data);
     let asked = check::requests(case.client, MAX_HEAD);
@@ -166,7 +177,7 @@ pub fn proxy_session(data: &[u8]) {
 }
 
 impl Rig {
-    fn start() -> Rig {
+    fn start(buffer_size: usize) -> Rig {
         let backend = Backend::start();
         let refused = backend::refusing_port();
         let args = [
@@ -189,7 +200,7 @@ impl Rig {
             "--max-head",
             &MAX_HEAD.to_string(),
             "--buffer-size",
-            &BUFFER_SIZE.to_string(),
+            &buffer_size.to_string(),
         ];
         let cfg = match config::from_args(args.iter().map(|s| s.to_string()), None) {
             Ok(config::Command::Run(cfg)) => *cfg,
