@@ -161,7 +161,7 @@ pub fn survive_sigpipe() {
 /// Runs one input through the proxy and checks what the client got back.
 pub fn proxy_session(data: &[u8]) {
     // Mutations change lengths freely, so both proxies see every kind of input.
-    let rig = if data.len() % 2 == 0 {
+    let rig = if data.len().is_multiple_of(2) {
         RIG.get_or_init(|| Rig::start(BUFFER_SIZE))
     } else {
         RIG_LARGE.get_or_init(|| Rig::start(BUFFER_SIZE_LARGE))
