@@ -6,7 +6,7 @@
 #
 #   all          (default) scenarios a-h and the echo comparison
 #   echo         only the echo comparison: rr-echo vs nginx `return 200`, GET /healthz, wrk -t1 -c50
-#   --quick      1 round of 3 s per run, no warm-up (the whole default run in about two minutes)
+#   --quick      1 round of 2 s per run, no warm-up (the whole default run in under two minutes)
 #   --rounds N   rounds per scenario (default 3); each round runs every target once, and the
 #                order alternates (A B C D, then D C B A, ...) so drift does not favour one target
 #   --duration S seconds per wrk run (default 5)
@@ -115,7 +115,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 if [ "$quick" = 1 ]; then
-    ROUNDS=${rounds:-1} DURATION=${duration:-3} WARMUP=0
+    ROUNDS=${rounds:-1} DURATION=${duration:-2} WARMUP=0
 else
     ROUNDS=${rounds:-3} DURATION=${duration:-5} WARMUP=1
 fi
