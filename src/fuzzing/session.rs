@@ -15,9 +15,9 @@
 //! On the first call, in background threads: the scripted backend (`backend`) and the proxy
 //! itself (`rr_proxy::proxy::run`, one worker, short timeouts, small buffers so that limits are
 //! crossed), in front of the backend and of a port that refuses connections. Inputs of odd
-//! length go to a second such pair whose relay buffers are larger than the head buffers. Each call then
-//! connects one client, writes, half-closes when its flags say, and reads until the proxy
-//! closes or resets. Before the next input, the backend's connections are ended, so the
+//! length go to a second such pair whose relay buffers are larger than the head buffers.
+//! Each call then connects one client, writes, half-closes when its flags say, and reads until
+//! the proxy closes or resets. Before the next input, the backend's connections are ended, so the
 //! proxy's pool is empty again and an input means the same alone as in a run.
 //!
 //! # Invariants (a panic is the fuzzer's signal)
