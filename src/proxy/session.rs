@@ -282,8 +282,16 @@ impl Proxy {
             if let Some(up) = s.orphan.take() {
                 self.release(up, false);
             }
-            if let Some(answer) = s.answered.take() {
+            let answered = s.answered.take();
+            if let Some(answer) = answered {
                 self.record_answer(s, answer, now);
+            }
+            if answered.is_some() || s.timer.is_none() {
+                // An answer of the proxy's own gets a short while to reach the client, whatever
+                // the session waited for before; so does whatever follows a deadline that
+                // fired and set no new one (it left the session without a timer).
+                s.deadline = now + LINGER;
+                self.arm(key, &mut s.timer, s.deadline);
             }
             match read.or(work).or(write_client(s)) {
                 Step::Close => return Flow::Close,
@@ -579,8 +587,6 @@ impl Proxy {
                 let asked = !head::after_empty_lines(s.inbuf.data()).is_empty();
                 if *started && asked {
                     s.answer(Canned::RequestTimeout, "request head timed out");
-                    s.deadline = now + LINGER;
-                    self.arm(key, &mut s.timer, s.deadline);
                     true
                 } else {
                     false

@@ -592,6 +592,30 @@ fn a_silent_backend_gets_504() {
 }
 
 #[test]
+fn a_client_that_never_hangs_up_after_a_504_is_let_go() {
+    // The 504 comes from a deadline that fired. The client reads it and the proxy's end of
+    // stream, then keeps its socket open: the proxy waits a little for the client's end (so
+    // that closing on unread bytes cannot reset the answer away), but not forever.
+    let b = Backend::start(|_| Reply::Silence);
+    let p = proxy(&[b.addr], &["--backend-timeout", "300ms"]);
+    let before = open_fds(&p);
+    let mut s = p.client();
+    s.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(s.read_response_to(Method::Get).status, 504);
+    s.expect_closed();
+    // The proxy lets a closing client linger for 2 s; the bound leaves room for a slow machine.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while open_fds(&p) > before {
+        assert!(
+            Instant::now() < deadline,
+            "the proxy still holds the connection: {} > {before} descriptors",
+            open_fds(&p)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
 fn a_backend_dying_mid_body_closes_the_client() {
     let b = Backend::start(|_| {
         Reply::BytesThenClose(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b".to_vec())
