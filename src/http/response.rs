@@ -7,7 +7,7 @@ use std::io::Write;
 use crate::http::head::after_empty_lines;
 
 /// The answers either program gives without asking anyone else. Each is a `text/plain` body
-/// of its reason phrase and a newline, and ends the connection. To add one: a variant, its
+/// of its reason phrase and a newline, and most end the connection (see [`After`]). To add one: a variant, its
 /// code in [`Canned::status`] and in [`Canned::ALL`], and its phrase in [`reason`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Canned {
@@ -39,6 +39,17 @@ pub enum Canned {
     GatewayTimeout,
     /// 505: not HTTP/1.0 or 1.1.
     VersionNotSupported,
+}
+
+/// What a canned answer says of the connection after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum After {
+    /// `Connection: close`: the connection ends.
+    Close,
+    /// Nothing: an HTTP/1.1 connection stays open by default.
+    Keep,
+    /// `Connection: keep-alive`, which an HTTP/1.0 client needs to keep it open.
+    KeepHttp10,
 }
 
 /// What the proxy's 405 lists in `Allow` (RFC 9110 §15.5.6: a 405 MUST carry one). The proxy
@@ -91,22 +102,33 @@ impl Canned {
     }
 
     /// Appends the whole answer to `out`, stamped with `date` (an IMF-fixdate, RFC 9110
-    /// §6.6.1), with `Connection: close`: after any of these the server cannot be sure where
+    /// §6.6.1), with `Connection: close`: after most of these the server cannot be sure where
     /// the next request would start, or has no reason to wait for one.
     ///
     /// `head_only` is for a HEAD request: RFC 9110 §9.3.2 gives its answer no content, but the
     /// same fields a GET would get, `Content-Length` included. These are error paths; writing
     /// into a `Vec` with spare capacity does not allocate.
     pub fn write(self, out: &mut Vec<u8>, date: &[u8], head_only: bool) {
+        self.write_then(out, date, head_only, After::Close);
+    }
+
+    /// [`Canned::write`], saying `after` of the connection instead of always closing it.
+    pub fn write_then(self, out: &mut Vec<u8>, date: &[u8], head_only: bool, after: After) {
         let status = self.status();
         let body = reason(status).as_bytes();
-        let mut fields: [(&str, &[u8]); 2] = [("Content-Type", b"text/plain"), ("", b"")];
+        let mut fields: [(&str, &[u8]); 3] =
+            [("Content-Type", b"text/plain"), ("", b""), ("", b"")];
         let mut n = 1;
         if self == Canned::MethodNotAllowed {
             fields[n] = ("Allow", PROXY_ALLOW);
             n += 1;
         }
-        write_head(out, status, date, &fields[..n], body.len() + 1, true);
+        if after == After::KeepHttp10 {
+            fields[n] = ("Connection", b"keep-alive");
+            n += 1;
+        }
+        let close = after == After::Close;
+        write_head(out, status, date, &fields[..n], body.len() + 1, close);
         if !head_only {
             out.extend_from_slice(body);
             out.push(b'\n');
@@ -283,6 +305,24 @@ mod tests {
         Canned::BadGateway.write(&mut out, &date, false);
         assert_eq!(parse(&out, Method::Get).all("date"), [&date[..]]);
         assert_eq!(date.len(), IMF_FIXDATE_LEN);
+    }
+
+    #[test]
+    fn canned_answers_say_what_happens_to_the_connection() {
+        let cases: [(After, bool, &[&[u8]]); 3] = [
+            (After::Close, false, &[b"close"]),
+            (After::Keep, true, &[]),
+            (After::KeepHttp10, true, &[b"keep-alive"]),
+        ];
+        for (after, kept, connection) in cases {
+            let mut out = Vec::new();
+            Canned::BadGateway.write_then(&mut out, DATE, false, after);
+            let r = parse(&out, Method::Get);
+            assert_eq!(r.keep_alive, kept, "{after:?}");
+            assert_eq!(r.all("connection"), connection, "{after:?}");
+            assert_eq!(r.body, Ok(BodyKind::Length(12)), "{after:?}");
+            assert_eq!(r.rest, b"Bad Gateway\n", "{after:?}");
+        }
     }
 
     #[test]

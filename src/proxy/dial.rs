@@ -63,14 +63,14 @@ impl Proxy {
                         })
                     };
                     let Some(b) = pick else {
-                        if ex.attempts == 0 {
+                        let (canned, why) = if ex.attempts == 0 {
                             log::warn!("{}: no usable backend (all down or ejected)", s.peer);
-                            s.answer(Canned::ServiceUnavailable, "no usable backend");
+                            (Canned::ServiceUnavailable, "no usable backend")
                         } else {
                             log::warn!("{}: every backend tried failed", s.peer);
-                            s.answer(Canned::BadGateway, "every backend tried failed");
-                        }
-                        return Step::Progress;
+                            (Canned::BadGateway, "every backend tried failed")
+                        };
+                        return self.gateway_answer(key, s, now, canned, why);
                     };
                     ex.started = now;
                     ex.tried |= bit(b);
@@ -106,8 +106,8 @@ impl Proxy {
                 Err(Dial::Failed) => {} // the next backend
                 Err(Dial::NoDescriptor) => {
                     // Every backend would meet the same wall: the shortage is the proxy's.
-                    s.answer(Canned::ServiceUnavailable, "no descriptor for a backend");
-                    return Step::Progress;
+                    let why = "no descriptor for a backend";
+                    return self.gateway_answer(key, s, now, Canned::ServiceUnavailable, why);
                 }
             }
         }
@@ -304,8 +304,8 @@ impl Proxy {
             s.peer,
             self.cfg.backends[backend].name
         );
-        s.answer(Canned::BadGateway, "backend failed before answering");
-        Step::Progress
+        let why = "backend failed before answering";
+        self.gateway_answer(key, s, now, Canned::BadGateway, why)
     }
 
     /// Tells health how a request to `backend` went, and logs what that changed.
@@ -368,7 +368,11 @@ impl Proxy {
             }
             self.release(up, false);
         }
-        s.answer(canned, why);
+        if backend_stalled {
+            self.gateway_answer(key, s, now, canned, why);
+        } else {
+            s.answer(canned, why);
+        }
         true
     }
 }

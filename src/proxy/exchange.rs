@@ -228,7 +228,7 @@ impl Proxy {
 }
 
 /// Extends the known request body over what the client has sent.
-fn frame_request(s: &mut Session) -> Step {
+pub(super) fn frame_request(s: &mut Session) -> Step {
     let Phase::Exchange(ex) = &mut s.phase else {
         return Step::Idle;
     };

@@ -94,13 +94,14 @@ impl Proxy {
                 rewrite::response_head(s.out.vec(), &resp, edits);
                 None
             }
-            101 => return bad_gateway(s, "101 without an upgrade asked and named"),
+            101 => return self.bad_gateway(key, s, now, "101 without an upgrade asked and named"),
             100..=199 => {
                 // Each one restarts the backend's deadline and is queued for the client:
                 // without a bound, a backend could hold the request and fill memory forever.
                 ex.interim += 1;
                 if ex.interim > MAX_INTERIM {
-                    return bad_gateway(s, "too many interim (1xx) responses");
+                    let why = "too many interim (1xx) responses";
+                    return self.bad_gateway(key, s, now, why);
                 }
                 let duplicate = status == 100 && ex.continue_sent;
                 if ex.meta.version == Version::Http11 && !duplicate {
@@ -280,7 +281,18 @@ impl Proxy {
             );
             return self.fail(key, s, now, Failure::BeforeResponse);
         }
-        bad_gateway(s, why)
+        self.bad_gateway(key, s, now, why)
+    }
+
+    fn bad_gateway(
+        &mut self,
+        key: usize,
+        s: &mut Session,
+        now: Instant,
+        why: &'static str,
+    ) -> Step {
+        log::warn!("{}: bad response from backend: {why}", s.peer);
+        self.gateway_answer(key, s, now, Canned::BadGateway, why)
     }
 }
 
@@ -290,10 +302,4 @@ impl Proxy {
 fn cut_short(abort: &mut bool, reset: bool) -> Step {
     *abort |= reset;
     Step::Close
-}
-
-fn bad_gateway(s: &mut Session, why: &'static str) -> Step {
-    log::warn!("{}: bad response from backend: {why}", s.peer);
-    s.answer(Canned::BadGateway, why);
-    Step::Progress
 }

@@ -7,15 +7,15 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
-use super::exchange::{Exchange, Meta, Resp};
+use super::exchange::{exchange, frame_request, Exchange, Meta, Resp};
 use super::ledger::Ledger;
 use super::tunnel::{closing, tunnel};
 use super::upstream::Upstream;
 use super::{rewrite, Conn, Proxy, Timer};
 use crate::http::date::DateCache;
 use crate::http::framing::BodyKind;
-use crate::http::head::{self, Method, Parse, Request, EMPTY_HEADERS};
-use crate::http::response::{self, Canned};
+use crate::http::head::{self, Method, Parse, Request, Version, EMPTY_HEADERS};
+use crate::http::response::{self, After, Canned};
 use crate::net::buffer::Buffer;
 use crate::net::io::{self, Io};
 use crate::net::outbox::Outbox;
@@ -432,6 +432,64 @@ impl Proxy {
     /// connection back to waiting for a head or closing.
     pub(super) fn finish(&mut self, key: usize, s: &mut Session, now: Instant, close_client: bool) {
         self.record(s, None, now);
+        self.settle(key, s, now, close_client);
+    }
+
+    /// Answers, by itself, a request no backend answered (502, 503, 504). When the whole
+    /// request has been read and nothing of an answer has gone out yet, the client connection
+    /// stays open for its next request, as it would after a backend's answer: the request's
+    /// body is dropped from the buffer, so what follows it is read as the next head, framed by
+    /// the same rules as when the body is forwarded. Otherwise, as after any canned answer, it
+    /// closes: where the next request would start is not known.
+    pub(super) fn gateway_answer(
+        &mut self,
+        key: usize,
+        s: &mut Session,
+        now: Instant,
+        canned: Canned,
+        why: &'static str,
+    ) -> Step {
+        if exchange(s).is_some_and(|ex| !ex.body.is_done() && matches!(ex.resp, Resp::Head)) {
+            // A body that arrived with the head has not been framed yet when no backend was
+            // found for it.
+            match frame_request(s) {
+                Step::Close => return Step::Close,
+                _ if exchange(s).is_none() => return Step::Progress, // a bad body: 400
+                _ => {}
+            }
+        }
+        let Phase::Exchange(ex) = &mut s.phase else {
+            return Step::Close;
+        };
+        let keep = ex.meta.keep_alive
+            && ex.body.is_done()
+            && matches!(ex.resp, Resp::Head)
+            && ex.queued.is_none()
+            && self.draining.is_none();
+        if !keep {
+            s.answer(canned, why);
+            return Step::Progress;
+        }
+        s.inbuf.consume(ex.body_framed);
+        ex.body_framed = 0;
+        ex.body_sent = 0;
+        s.scanned = 0;
+        let after = match ex.meta.version {
+            Version::Http10 => After::KeepHttp10,
+            Version::Http11 => After::Keep,
+        };
+        let head_only = ex.meta.method == Method::Head;
+        canned.write_then(s.out.vec(), &self.date.bytes(), head_only, after);
+        self.record_answer(s, (canned.status(), why), now);
+        // A client that half-closed gets the answers to what it sent before, then the end.
+        let close = s.eof && s.inbuf.is_empty();
+        self.settle(key, s, now, close);
+        Step::Progress
+    }
+
+    /// After a request's answer: the backend connection back to its pool or closed, the
+    /// client connection back to waiting for a head, or closing.
+    fn settle(&mut self, key: usize, s: &mut Session, now: Instant, close_client: bool) {
         let phase = std::mem::replace(&mut s.phase, Phase::Head { started: false });
         if let Phase::Exchange(mut ex) = phase {
             let request_done = ex.body.is_done();

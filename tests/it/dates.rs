@@ -154,7 +154,8 @@ fn rr_echo_dates_every_answer_and_sends_no_body_to_a_refused_head() {
 #[test]
 fn the_proxys_own_answers_are_dated() {
     let p = proxy(&[closed_port()], &["--head-timeout", "300ms"]);
-    let (r, _) = answer_then_close(p.addr(), b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", true);
+    let req = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let (r, _) = answer_then_close(p.addr(), req, true);
     assert_eq!(r.status, 502);
     assert!(!r.keep_alive);
     let (r, _) = answer_then_close(p.addr(), b"GET / HTTP/1.1\r\n\r\n", true);
@@ -173,7 +174,8 @@ fn the_proxys_own_answers_to_head_have_no_body() {
     assert_eq!((get.status, head.status), (400, 400));
     assert_eq!((get_len, head_len), (12, 12));
     // Known from the parsed request (a 502 after the backend failed)...
-    let (r, len) = answer_then_close(p.addr(), b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n", false);
+    let req = b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let (r, len) = answer_then_close(p.addr(), req, false);
     assert_eq!((r.status, len), (502, 12));
     // ...and from the request line of a head that timed out.
     let (r, _) = answer_then_close(p.addr(), b"HEAD / HTTP/1.1\r\nHost: t\r\n", false);
