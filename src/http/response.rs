@@ -7,8 +7,9 @@ use std::io::Write;
 use crate::http::head::after_empty_lines;
 
 /// The answers either program gives without asking anyone else. Each is a `text/plain` body
-/// of its reason phrase and a newline, and most end the connection (see [`After`]). To add one: a variant, its
-/// code in [`Canned::status`] and in [`Canned::ALL`], and its phrase in [`reason`].
+/// of its reason phrase and a newline, and most end the connection (see [`After`]). To add
+/// one: a variant, its code in [`Canned::status`] and in [`Canned::ALL`], and its phrase in
+/// [`reason`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Canned {
     /// 400: the request cannot be parsed or framed.

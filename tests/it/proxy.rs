@@ -22,6 +22,12 @@ pub fn proxy(backends: &[SocketAddr], extra: &[&str]) -> Proc {
     util::proxy_on(&args)
 }
 
+/// A port nothing listens on: bound, read, closed.
+fn dead_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("local_addr")
+}
+
 fn open_fds(p: &Proc) -> usize {
     std::fs::read_dir(format!("/proc/{}/fd", p.id()))
         .map(|d| d.count())
@@ -567,10 +573,7 @@ fn oversize_heads_get_431_long_lines_414_and_slow_heads_408() {
 
 #[test]
 fn a_dead_backend_is_skipped_and_all_dead_is_502_fast() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap(); // now closed
+    let dead = dead_port();
     let b = Backend::ok("live");
     let p = proxy(&[b.addr, dead], &[]);
     for _ in 0..6 {
@@ -642,10 +645,7 @@ fn the_proxys_own_502_and_504_keep_the_client_connection() {
 
 #[test]
 fn with_no_backend_reachable_only_a_request_read_whole_keeps_its_connection() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap(); // now closed
+    let dead = dead_port();
     let p = proxy(&[dead], &[]);
     // The body came with the head: it is dropped and the GET behind it is read next.
     let mut s = p.client();
