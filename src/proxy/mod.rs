@@ -205,7 +205,7 @@ pub fn run(listeners: impl Into<Listeners>, cfg: Config) -> io::Result<Stop> {
 impl Proxy {
     /// Sets up the loop around bound listeners.
     pub fn new(listeners: Listeners, cfg: Config) -> io::Result<Proxy> {
-        let Listeners { traffic, admin } = listeners;
+        let Listeners { traffic, admin, .. } = listeners;
         traffic.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(traffic);
         let poll = Poll::new()?;

@@ -84,6 +84,8 @@ pub struct Session {
     pub deadline: Instant,
     /// Requests answered on this connection.
     pub served: u32,
+    /// Quick ACKs were turned back on (see [`Session::awaits_client`]).
+    pub quick_ack: bool,
     /// A backend connection dropped by [`Session::answer`], waiting to be closed.
     pub orphan: Option<Upstream>,
     /// TCP mode: bytes are relayed untouched, and the proxy never writes HTTP of its own.
@@ -168,6 +170,7 @@ impl Session {
             timer: Some(timer),
             deadline,
             served: 0,
+            quick_ack: false,
             orphan: None,
             raw: false,
             ledger: Ledger::new(deadline),
@@ -188,6 +191,22 @@ impl Session {
         matches!(self.phase, Phase::Head { started: false })
             && self.inbuf.is_empty()
             && self.out.is_empty()
+    }
+
+    /// Whether the session waits for more of a request the client has begun: the rest of a
+    /// head, or of a body.
+    ///
+    /// A connection starts with delayed ACKs (see `listen`), which saves a packet when the
+    /// answer follows the request. A client that sends a request in pieces, with Nagle's
+    /// algorithm on (the socket default), waits for the ACK of one piece before it sends the
+    /// next, so that delay would hold every such request for the kernel's delayed-ACK timer
+    /// (40 ms). Quick ACKs go back on for the connection the first time this is true.
+    fn awaits_client(&self) -> bool {
+        match &self.phase {
+            Phase::Head { started } => *started && !self.inbuf.is_empty(),
+            Phase::Exchange(ex) => !ex.body.is_done() && ex.body_framed == self.inbuf.len(),
+            Phase::Tunnel(_) | Phase::Closing(_) => false,
+        }
     }
 
     /// The backend connection it holds, if any.
@@ -292,6 +311,11 @@ impl Proxy {
                 // fired and set no new one (it left the session without a timer).
                 s.deadline = now + LINGER;
                 self.arm(key, &mut s.timer, s.deadline);
+            }
+            if !s.quick_ack && !s.raw && s.awaits_client() {
+                s.quick_ack = true;
+                // Best effort: at worst the next piece waits for the delayed ACK.
+                let _ = socket2::SockRef::from(&s.sock).set_tcp_quickack(true);
             }
             match read.or(work).or(write_client(s)) {
                 Step::Close => return Flow::Close,
