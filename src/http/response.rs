@@ -16,8 +16,6 @@ pub enum Canned {
     BadRequest,
     /// 404: no such path (the admin listener).
     NotFound,
-    /// 405: the proxy's answer to CONNECT, which it does not tunnel. Carries `Allow`.
-    MethodNotAllowed,
     /// 408: the head did not arrive before its deadline.
     RequestTimeout,
     /// 413: the body is over the configured limit.
@@ -30,7 +28,8 @@ pub enum Canned {
     HeaderFieldsTooLarge,
     /// 500: the server failed.
     InternalError,
-    /// 501: a transfer coding we do not implement.
+    /// 501: a transfer coding we do not implement, or CONNECT, which a reverse proxy does not
+    /// tunnel (RFC 9110 §9.3.6, §15.6.2).
     NotImplemented,
     /// 502: the backend could not be reached or answered garbage.
     BadGateway,
@@ -53,17 +52,16 @@ pub enum After {
     KeepHttp10,
 }
 
-/// What the proxy's 405 lists in `Allow` (RFC 9110 §15.5.6: a 405 MUST carry one). The proxy
-/// forwards every method but CONNECT; the field names the standard ones (RFC 9110 §9, and
-/// PATCH from RFC 5789), since an open set of extension methods cannot be listed.
+/// What the proxy lists in `Allow` when it answers an OPTIONS as the last hop. It forwards
+/// every method but CONNECT; the field names the standard ones (RFC 9110 §9, and PATCH from
+/// RFC 5789), since an open set of extension methods cannot be listed.
 pub const PROXY_ALLOW: &[u8] = b"GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH";
 
 impl Canned {
     /// Every canned answer.
-    pub const ALL: [Canned; 14] = [
+    pub const ALL: [Canned; 13] = [
         Canned::BadRequest,
         Canned::NotFound,
-        Canned::MethodNotAllowed,
         Canned::RequestTimeout,
         Canned::PayloadTooLarge,
         Canned::UriTooLong,
@@ -87,7 +85,6 @@ impl Canned {
         match self {
             Canned::BadRequest => 400,
             Canned::NotFound => 404,
-            Canned::MethodNotAllowed => 405,
             Canned::RequestTimeout => 408,
             Canned::PayloadTooLarge => 413,
             Canned::UriTooLong => 414,
@@ -117,13 +114,8 @@ impl Canned {
     pub fn write_then(self, out: &mut Vec<u8>, date: &[u8], head_only: bool, after: After) {
         let status = self.status();
         let body = reason(status).as_bytes();
-        let mut fields: [(&str, &[u8]); 3] =
-            [("Content-Type", b"text/plain"), ("", b""), ("", b"")];
+        let mut fields: [(&str, &[u8]); 2] = [("Content-Type", b"text/plain"), ("", b"")];
         let mut n = 1;
-        if self == Canned::MethodNotAllowed {
-            fields[n] = ("Allow", PROXY_ALLOW);
-            n += 1;
-        }
         if after == After::KeepHttp10 {
             fields[n] = ("Connection", b"keep-alive");
             n += 1;
@@ -272,13 +264,7 @@ mod tests {
             assert_eq!(r.all("Date"), [DATE], "{code}");
             assert_eq!(r.body, Ok(BodyKind::Length(r.rest.len() as u64)), "{code}");
             assert_eq!(r.rest, format!("{}\n", reason(code)).as_bytes());
-            // RFC 9110 §15.5.6: a 405 lists what is allowed; nothing else needs the field.
-            let allow = if code == 405 {
-                vec![PROXY_ALLOW]
-            } else {
-                vec![]
-            };
-            assert_eq!(r.all("Allow"), allow, "{code}");
+            assert!(r.all("Allow").is_empty(), "{code}");
         }
         assert_eq!(Canned::for_status(200), None);
     }

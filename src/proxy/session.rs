@@ -369,7 +369,7 @@ impl Proxy {
             }
         };
         if req.method == Method::Connect {
-            s.answer(Canned::MethodNotAllowed, "CONNECT is not proxied");
+            s.answer(Canned::NotImplemented, "CONNECT is not proxied");
             return Step::Progress;
         }
         if matches!(req.method, Method::Options | Method::Trace)

@@ -544,6 +544,24 @@ fn ambiguous_framing_is_refused_and_never_forwarded() {
     assert!(b.seen().iter().all(|r| !r.head.contains("smuggled")));
 }
 
+/// RFC 9110 §9.3.6: CONNECT asks for a tunnel, which a reverse proxy does not build; it is not
+/// implemented (§15.6.2) rather than not allowed. The bytes after it (a TLS hello, or a request
+/// smuggled behind it) are never read as a request: the connection closes.
+#[test]
+fn connect_gets_501_and_never_reaches_a_backend() {
+    let b = Backend::ok("x");
+    let p = proxy(&[b.addr], &[]);
+    let mut s = p.client();
+    s.send(
+        b"CONNECT t:443 HTTP/1.1\r\nHost: t:443\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    let r = s.read_response_to(Method::Get);
+    assert_eq!(r.status, 501);
+    assert_eq!(r.header("connection"), Some("close"));
+    s.expect_closed();
+    assert!(b.seen().is_empty(), "CONNECT reached a backend");
+}
+
 #[test]
 fn oversize_heads_get_431_long_lines_414_and_slow_heads_408() {
     let b = Backend::ok("x");
