@@ -21,8 +21,8 @@
 #
 # Per run it records req/s, p50/p99 latency, errors (non-2xx plus socket errors), the proxy's CPU
 # time per request (utime+stime from /proc/PID/stat before and after, over every process of the
-# target: nginx master plus worker) and its peak RSS during the run (VmHWM, reset before each
-# run). It prints per scenario the median per target and the ratios rr-proxy ÷ best peer and
+# target: nginx master plus worker) with the share of it spent in the kernel (stime), and its
+# peak RSS during the run (VmHWM, reset before each run). It prints per scenario the median per target and the ratios rr-proxy ÷ best peer and
 # rr-proxy ÷ direct. Results are kept in run/bench/<timestamp>/.
 #
 # Scenario g (issue #6: at most 8 KiB resident per idle connection) runs on fresh instances of
@@ -421,16 +421,17 @@ EOF
 # ---------------------------------------------------------------------------------------------
 # Measurement
 
-# cpu_ticks PID...: utime+stime summed over the pids, or "-" if one is gone.
+# cpu_ticks PID...: utime+stime, then stime alone, summed over the pids, or "-" if one is gone.
 cpu_ticks() {
-    local pid stat total=0 f
+    local pid stat total=0 sys=0 f
     for pid; do
         stat=$(cat "/proc/$pid/stat" 2>/dev/null) || { echo -; return; }
         read -ra f <<<"${stat##*) }"
         # After the comm field: f[0] is field 3 (state), so utime (14) is f[11], stime (15) f[12].
         total=$((total + f[11] + f[12]))
+        sys=$((sys + f[12]))
     done
-    echo "$total"
+    echo "$total $sys"
 }
 
 # rss_kb PID...: VmHWM summed over the pids, or "-".
@@ -501,13 +502,14 @@ scenario() {
             out="$WORK/$id-$t-$r.out"
             note=
             reset_peak "${pids[@]}"
-            before=$(cpu_ticks "${pids[@]}")
+            read -r before before_sys <<<"$(cpu_ticks "${pids[@]}")"
             run_wrk "$out" "$conns" "$port" "$path" "$DURATION" "${extra[@]}"
-            after=$(cpu_ticks "${pids[@]}")
+            read -r after after_sys <<<"$(cpu_ticks "${pids[@]}")"
             rss=$(rss_kb "${pids[@]}")
             local -a cpu_args=()
             if [ "${#pids[@]}" -gt 0 ] && [ "$before" != - ] && [ "$after" != - ]; then
-                cpu_args=(--cpu-ticks "$((after - before))" --clk-tck "$CLK_TCK")
+                cpu_args=(--cpu-ticks "$((after - before))" --sys-ticks "$((after_sys - before_sys))"
+                    --clk-tck "$CLK_TCK")
             fi
             [ "${#pids[@]}" -gt 0 ] && [ "$rss" != - ] && cpu_args+=(--rss-kb "$rss")
             for pid in "${pids[@]}"; do alive "$pid" || note="process $pid died"; done

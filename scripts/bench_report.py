@@ -5,7 +5,7 @@ bench.sh does the process work (start, pin, sample /proc, run wrk); this file tu
 collected into numbers and tables, because that is clearer in Python than in bash.
 
     bench_report.py row --scenario ID --target NAME --round N --wrk FILE
-                        [--cpu-ticks N --clk-tck HZ] [--rss-kb N] [--note TEXT]
+                        [--cpu-ticks N --sys-ticks N --clk-tck HZ] [--rss-kb N] [--note TEXT]
         Parses one `wrk --latency` output and prints one TSV result row on stdout and a
         progress line on stderr.
 
@@ -18,7 +18,13 @@ collected into numbers and tables, because that is clearer in Python than in bas
         Writes a JSON document of exactly N bytes, for the POST scenarios.
 
 Results file columns (TSV, no header): scenario, target, round, req/s, requests, p50 µs,
-p99 µs, errors, CPU µs per request, peak RSS KiB, note. A metric that was not measured is "-".
+p99 µs, errors, CPU µs per request, peak RSS KiB, note, kernel CPU µs per request. A metric
+that was not measured is "-".
+
+The kernel's part of the CPU time (system time: syscalls, and on loopback the TCP receive work
+each write does for its peer) is printed beside the total because it is the floor a proxy's
+code cannot go below by itself: the subject's kernel time ÷ the best peer's total CPU is the
+best CPU ratio it could reach with no user-space time at all.
 Scenarios file columns: id, title, subject, comma-separated peers, direct target ("-" if none).
 """
 
@@ -71,12 +77,14 @@ def cmd_row(a):
         text = f.read()
     w = parse_wrk(text)
     note = a.note or ""
-    cpu = None
+    cpu = sys_cpu = None
     if w is None:
         w = {"requests": 0, "rps": 0.0, "p50": None, "p99": None, "errors": 0, "read": None}
         note = (note + " wrk produced no result").strip()
     if a.cpu_ticks is not None and a.clk_tck and w["requests"]:
         cpu = a.cpu_ticks / a.clk_tck * 1e6 / w["requests"]
+        if a.sys_ticks is not None:
+            sys_cpu = a.sys_ticks / a.clk_tck * 1e6 / w["requests"]
     row = [
         a.scenario,
         a.target,
@@ -89,6 +97,7 @@ def cmd_row(a):
         fmt_num(cpu, ".3f"),
         "-" if a.rss_kb is None else str(a.rss_kb),
         note or "-",
+        fmt_num(sys_cpu, ".3f"),
     ]
     print("\t".join(row))
     sys.stderr.write(
@@ -111,6 +120,13 @@ def fmt_lat(us):
     if us < 1e6:
         return f"{us / 1e3:.2f}ms"
     return f"{us / 1e6:.2f}s"
+
+
+def fmt_share(a):
+    """The kernel's share of a target's CPU time, as a percentage."""
+    if a["cpu"] is None or a["sys"] is None or a["cpu"] == 0:
+        return "-"
+    return f"{100 * a['sys'] / a['cpu']:.0f}%"
 
 
 def fmt_rss(kb):
@@ -161,6 +177,8 @@ def load(results_path, scenarios_path):
                     "cpu": num(c[8]),
                     "rss": num(c[9], int),
                     "note": "" if c[10] == "-" else c[10],
+                    # Results written before the column existed have 11.
+                    "sys": num(c[11]) if len(c) > 11 else None,
                 }
             )
     return scenarios, rows
@@ -180,6 +198,7 @@ def aggregate(rows):
             "p99": median([r["p99"] for r in rs]),
             "errors": sum(r["errors"] for r in rs),
             "cpu": median([r["cpu"] for r in rs]),
+            "sys": median([r["sys"] for r in rs]),
             "rss": median([r["rss"] for r in rs]),
             "notes": sorted({r["note"] for r in rs if r["note"]}),
         }
@@ -195,9 +214,12 @@ def ratios(sc, agg):
     best_cpu = min(cpu_peers, key=lambda x: x[1]) if cpu_peers else None
     best_rps = max(rps_peers, key=lambda x: x[1]) if rps_peers else None
     direct = agg.get(sc["direct"]) if sc["direct"] else None
-    out = {"best_cpu": best_cpu, "best_rps": best_rps, "cpu": None, "rps": None, "direct": None}
+    out = {"best_cpu": best_cpu, "best_rps": best_rps, "cpu": None, "sys": None, "rps": None,
+           "direct": None}
     if subj and subj["cpu"] and best_cpu:
         out["cpu"] = subj["cpu"] / best_cpu[1]
+    if subj and subj["sys"] and best_cpu:
+        out["sys"] = subj["sys"] / best_cpu[1]
     if subj and subj["rps"] and best_rps:
         out["rps"] = subj["rps"] / best_rps[1]
     if subj and subj["rps"] and direct and direct["rps"]:
@@ -216,13 +238,14 @@ def print_scenario(sc, rows):
     print(f"    medians over {n} round(s); errors summed over all rounds")
     header = (
         f"    {'target':<10} {'req/s':>11} {'p50':>9} {'p99':>9} {'errors':>7}"
-        f" {'CPU µs/req':>11} {'peak RSS':>10}"
+        f" {'CPU µs/req':>11} {'kernel':>7} {'peak RSS':>10}"
     )
     print(header)
     for target, a in agg.items():
         print(
             f"    {target:<10} {a['rps']:>11,.0f} {fmt_lat(a['p50']):>9} {fmt_lat(a['p99']):>9}"
-            f" {a['errors']:>7} {fmt_num(a['cpu'], '.2f'):>11} {fmt_rss(a['rss']):>10}"
+            f" {a['errors']:>7} {fmt_num(a['cpu'], '.2f'):>11} {fmt_share(a):>7}"
+            f" {fmt_rss(a['rss']):>10}"
             + (f"  ({'; '.join(a['notes'])})" if a["notes"] else "")
         )
     r = ratios(sc, agg)
@@ -234,6 +257,9 @@ def print_scenario(sc, rows):
         p, v = r["best_cpu"]
         print(f"    {s} CPU/req ÷ best peer CPU/req ({p}, {v:.2f} µs): {r['cpu']:.2f}"
               "   (below 1: cheaper than the best peer)")
+    if r["sys"] is not None:
+        print(f"    {s} kernel CPU/req alone ÷ best peer CPU/req: {r['sys']:.2f}"
+              "   (the ratio above with no user-space time at all)")
     if r["rps"] is not None:
         p, v = r["best_rps"]
         print(f"    {s} req/s ÷ best peer req/s ({p}, {v:,.0f}): {r['rps']:.2f}")
@@ -250,12 +276,14 @@ def print_summary(scenarios, rows):
         r = ratios(sc, agg)
         lines.append(
             f"    {'(' + sc['id'] + ')':<7} {sc['subject']:<9} {fmt_num(r['cpu'], '.2f'):>9}"
-            f" {fmt_num(r['rps'], '.2f'):>9} {fmt_num(r['direct'], '.2f'):>9}   {sc['title']}"
+            f" {fmt_num(r['sys'], '.2f'):>9} {fmt_num(r['rps'], '.2f'):>9}"
+            f" {fmt_num(r['direct'], '.2f'):>9}   {sc['title']}"
         )
     if not lines:
         return
     print("\nsummary of ratios (subject ÷ best peer; CPU below 1 and req/s above 1 favour the subject)")
-    print(f"    {'':<7} {'subject':<9} {'CPU/req':>9} {'req/s':>9} {'÷ direct':>9}")
+    print("    (kernel: the subject's kernel CPU alone ÷ the best peer's CPU, the CPU ratio's floor)")
+    print(f"    {'':<7} {'subject':<9} {'CPU/req':>9} {'kernel':>9} {'req/s':>9} {'÷ direct':>9}")
     print("\n".join(lines))
 
 
@@ -302,6 +330,7 @@ def main():
     row.add_argument("--round", type=int, required=True)
     row.add_argument("--wrk", required=True)
     row.add_argument("--cpu-ticks", type=int)
+    row.add_argument("--sys-ticks", type=int)
     row.add_argument("--clk-tck", type=int)
     row.add_argument("--rss-kb", type=int)
     row.add_argument("--note")
