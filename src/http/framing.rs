@@ -115,6 +115,9 @@ pub struct Fields {
     /// The first valid `Max-Forwards` (RFC 9110 §7.6.2: `1*DIGIT`); one that is not a number
     /// is ignored. Only OPTIONS and TRACE heed it.
     pub max_forwards: Option<u32>,
+    /// `If-None-Match` or `If-Modified-Since`: the answer may well be a 304, which has no
+    /// body whatever its fields say (RFC 9110 §15.4.5).
+    pub conditional: bool,
 }
 
 /// A `Max-Forwards` value: digits, held at `u32::MAX` if longer (only "is it 0" and "one
@@ -264,6 +267,8 @@ pub fn scan_fields(headers: &[httparse::Header<'_>]) -> Result<Fields, FramingEr
                     }
                 }
             }
+            13 if name.eq_ignore_ascii_case(b"if-none-match") => f.conditional = true,
+            17 if name.eq_ignore_ascii_case(b"if-modified-since") => f.conditional = true,
             14 | 17 if is_lookalike(name) => return Err(FramingError::LookalikeFramingField),
             _ => {}
         }
@@ -784,6 +789,17 @@ mod tests {
         assert!(f.expect_continue && f.expect_other);
         let f = fields(&[("Expect", "100-continue=1")]).unwrap();
         assert!(!f.expect_continue && f.expect_other);
+        for name in ["If-None-Match", "if-modified-since"] {
+            assert!(fields(&[(name, "x")]).unwrap().conditional, "{name}");
+        }
+        for name in [
+            "If-Match",
+            "If-Range",
+            "If-Unmodified-Since",
+            "X-If-None-Match",
+        ] {
+            assert!(!fields(&[(name, "x")]).unwrap().conditional, "{name}");
+        }
     }
 
     #[test]

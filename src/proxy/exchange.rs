@@ -27,6 +27,8 @@ pub struct Meta {
     pub expect_continue: bool,
     /// The client asked to switch protocols.
     pub upgrade: bool,
+    /// The request is conditional, so its answer may be a 304.
+    pub conditional: bool,
     /// The request has no `Host` and no absolute-form target to take one from (HTTP/1.0):
     /// the backend's name is sent instead.
     pub needs_host: bool,
@@ -49,6 +51,7 @@ impl Meta {
             keep_alive: req.keep_alive(),
             expect_continue: req.expects_continue(),
             upgrade: req.is_upgrade(),
+            conditional: req.fields.conditional,
         }
     }
 }
@@ -125,6 +128,7 @@ impl Exchange {
             keep_alive: false,
             expect_continue: false,
             upgrade: false,
+            conditional: false,
             needs_host: false,
             head_base: 0,
             raw: true,

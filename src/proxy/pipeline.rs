@@ -1,8 +1,8 @@
 //! Several safe requests on one backend connection.
 //!
 //! Requests whose send to an idle (pooled) backend connection could wait are held until the
-//! current batch of events has been handled. Then the held GETs and HEADs without a body that
-//! go to the same backend leave together: their heads in one `writev` on one connection, which
+//! current batch of events has been handled. Then the held GETs without a body that go to the
+//! same backend leave together: their heads in one `writev` on one connection, which
 //! the backend answers in order (RFC 9112 §9.3.2). The first request of the batch owns the
 //! connection; the others wait in its `followers` and the connection passes to the next one as
 //! each answer ends. One write and one read then carry several requests, and the backend is
@@ -13,14 +13,24 @@
 //! - followers stay only while the answer ahead of them is whole in the buffer and leaves the
 //!   connection reusable; otherwise they are sent again elsewhere at once, and the connection,
 //!   which may still carry their answers, is never reused;
+//! - the same after a 204 or 304, which has no body whatever its fields say: bytes a backend
+//!   sends after one anyway cannot be told from the next answer, so none is taken from there;
+//! - an answer that ends only when the backend closes is not passed on while requests wait
+//!   behind it: a backend answering them anyway would make their answers its body. It is sent
+//!   again alone, where it can end at the close;
 //! - a follower whose turn does not come within the backend timeout leaves the queue and is
 //!   sent again, as is every follower when the connection fails;
 //! - a follower's own answer that turns out broken is retried alone on a fresh connection;
 //! - a backend gets pipelines of two until it has answered a request handed on behind
 //!   another, and none after it left one unanswered for a second (`Pipelining`).
 //!
-//! Sending a GET or HEAD again is safe (RFC 9110 §9.2.2), and nothing of its answer had
-//! reached the client. A request waits in a pipeline at most twice, then it goes alone.
+//! What none of that catches: a backend whose `Content-Length` is shorter than what it sends,
+//! where the excess is itself a well-formed answer. That one reaches the request behind, as it
+//! would on any reused connection if it came late (nginx and HAProxy alike); `--pipeline 1`
+//! leaves only the late case.
+//!
+//! Sending a GET again is safe (RFC 9110 §9.2.2), and nothing of its answer had reached the
+//! client. A request waits in a pipeline at most twice, then it goes alone.
 
 use std::io::IoSlice;
 use std::net::Shutdown;
@@ -59,13 +69,17 @@ pub enum Pipelining {
     Off,
 }
 
-/// Whether a request may share a backend connection with others: a GET or HEAD with no body,
-/// not asking to upgrade or for `100 Continue`.
+/// Whether a request may share a backend connection with others: a GET with no body, not
+/// asking to upgrade or for `100 Continue`, and not conditional. A HEAD, or a GET likely to get
+/// a 304, has an answer with no body whatever its fields say: a backend that sends one anyway
+/// would have it read as the answer to the request behind (see `response_head`), so those go
+/// alone, where such bytes are found and the connection dropped.
 pub(super) fn pipelinable(ex: &Exchange) -> bool {
-    matches!(ex.meta.method, Method::Get | Method::Head)
+    ex.meta.method == Method::Get
         && ex.body.is_done()
         && !ex.meta.upgrade
         && !ex.meta.expect_continue
+        && !ex.meta.conditional
         && !ex.meta.raw
         && ex.follows < MAX_FOLLOWS
 }

@@ -10,7 +10,7 @@ use super::session::{Ending, Phase, Session, Step};
 use super::{rewrite, Proxy};
 use crate::health::Outcome;
 use crate::http::framing::{BodyDecoder, BodyKind};
-use crate::http::head::{self, Parse, Version, EMPTY_HEADERS};
+use crate::http::head::{self, Method, Parse, Version, EMPTY_HEADERS};
 use crate::http::response::Canned;
 
 /// Interim (1xx) answers passed on for one request before the backend is deemed broken (502).
@@ -116,13 +116,23 @@ impl Proxy {
                     Ok(kind) => kind,
                     Err(e) => return self.broken_head(key, s, now, e.as_str()),
                 };
+                if kind == BodyKind::UntilClose && !up.followers.is_empty() {
+                    // The backend has the heads of the requests behind this one: were it to
+                    // answer them before closing, their answers would become this one's body.
+                    // Nothing reached the client yet; it goes again, alone.
+                    log::debug!("{}: answer to the close in a pipeline: sent again", s.peer);
+                    return self.fail(key, s, now, Failure::BeforeResponse);
+                }
                 let reuse = resp.keep_alive() && kind != BodyKind::UntilClose;
                 let whole = match kind {
                     BodyKind::Empty => true,
                     BodyKind::Length(n) => n <= (up.inbuf.len() - head_len) as u64,
                     BodyKind::Chunked | BodyKind::UntilClose => false,
                 };
-                spoil = !(reuse && whole);
+                // No body by rule (RFC 9112 §6.3 items 1-2), whatever the fields say: bytes
+                // sent after it anyway would pass for the next answer.
+                let bodiless = matches!(status, 204 | 304) || ex.meta.method == Method::Head;
+                spoil = !(reuse && whole) || bodiless;
                 let dechunk = kind == BodyKind::Chunked && ex.meta.version == Version::Http10;
                 edits.dechunk = dechunk;
                 // An answer before the whole request body arrived ends the connection (the

@@ -15,6 +15,7 @@ use crate::admin::{proxy_with_admin, sample, scrape};
 use crate::backend::{ok_response, Backend, Reply, Seen};
 use crate::proxy::proxy;
 use crate::util::{Client, Proc};
+use rr_proxy::http::head::Method;
 
 /// Runs `send` with the proxy stopped, so what it writes is read in one batch afterwards.
 fn while_stopped(p: &Proc, send: impl FnOnce()) {
@@ -141,6 +142,37 @@ fn gets_arriving_together_share_one_backend_connection_and_posts_never_do() {
 }
 
 #[test]
+fn heads_and_conditional_gets_always_go_alone() {
+    // Their answers may have no body whatever the fields say (HEAD, 304): nothing is queued
+    // behind one, where a body sent anyway would pass for the next answer.
+    let b = path_echo();
+    let p = proxy(&[b.addr], &["--pipeline", "8"]);
+    let mut clients = warm_clients(&p, 5);
+    round_together(&p, &mut clients[..2], "/teach");
+    let reqs: [&[u8]; 5] = [
+        b"GET /g0 HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /g1 HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"HEAD /h HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /inm HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"x\"\r\n\r\n",
+        b"GET /ims HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+    ];
+    while_stopped(&p, || {
+        for (c, req) in clients.iter_mut().zip(reqs) {
+            c.send(req);
+        }
+    });
+    for (i, c) in clients.iter_mut().enumerate() {
+        let method = if i == 2 { Method::Head } else { Method::Get };
+        assert_eq!(c.read_response_to(method).status, 200, "request {i}");
+    }
+    let paths = ["/g0", "/g1", "/h", "/inm", "/ims"].map(String::from);
+    let conns = conns_of(&b.seen(), &paths);
+    assert_eq!(conns[0], conns[1], "the plain GETs share: {conns:?}");
+    let distinct: HashSet<usize> = conns[1..].iter().copied().collect();
+    assert_eq!(distinct.len(), 4, "the others each alone: {conns:?}");
+}
+
+#[test]
 fn pipeline_1_gives_every_request_its_own_backend_connection() {
     let (gets, posts) = batch_of_four_gets_and_two_posts("1");
     let distinct: HashSet<usize> = gets.iter().chain(&posts).copied().collect();
@@ -168,6 +200,59 @@ fn a_backend_sending_more_than_its_length_spoils_no_answer_behind_it() {
             format!("/after{i}")
         );
     }
+}
+
+/// A whole answer, as a backend might send it after one that may have no body.
+const FORGED: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nFORGED";
+
+#[test]
+fn bytes_after_a_204_or_304_are_no_answer_for_the_requests_behind_it() {
+    // A 204 or 304 has no body whatever its fields say. Were the proxy to read on after one,
+    // the bytes a backend sends anyway (here a whole answer) would become the answer to the
+    // next request on the connection: another client's.
+    let b = Backend::start(|req| {
+        let status = match req.path() {
+            p if p.starts_with("/nc") => "304 Not Modified",
+            p if p.starts_with("/nb") => "204 No Content",
+            p => return Reply::Bytes(ok_response(p)),
+        };
+        let mut bytes = format!("HTTP/1.1 {status}\r\nContent-Length: 6\r\n\r\n").into_bytes();
+        bytes.extend_from_slice(FORGED);
+        Reply::Bytes(bytes)
+    });
+    let p = proxy(&[b.addr], &["--pipeline", "8"]);
+    let mut clients = warm_clients(&p, 4);
+    round_together(&p, &mut clients[..2], "/teach");
+    for (prefix, status) in [("/nc", 304), ("/nb", 204)] {
+        send_together(&p, &mut clients, prefix);
+        for (i, c) in clients.iter_mut().enumerate() {
+            let r = c.read_response();
+            assert_eq!((r.status, r.text()), (status, String::new()), "{prefix}{i}");
+        }
+        for (i, c) in clients.iter_mut().enumerate() {
+            let path = format!("/after{prefix}{i}");
+            assert_eq!(c.request(&get(&path)).text(), path);
+        }
+    }
+}
+
+#[test]
+fn an_answer_ending_at_the_close_never_carries_the_answers_behind_it() {
+    // The first request gets an answer without a length, which ends only when the backend
+    // closes; the backend then, wrongly, answers the requests queued behind it on the same
+    // connection. Relayed as it came, those answers would be the first client's body.
+    let first = AtomicBool::new(true);
+    let b = Backend::start(move |req| {
+        if req.path().starts_with("/r") && first.swap(false, Ordering::SeqCst) {
+            return Reply::Bytes(b"HTTP/1.1 200 OK\r\n\r\nno length: ".to_vec());
+        }
+        Reply::Bytes(ok_response(req.path()))
+    });
+    let p = proxy(&[b.addr], &["--pipeline", "8", "--backend-timeout", "1s"]);
+    let mut clients = warm_clients(&p, 4);
+    round_together(&p, &mut clients[..2], "/teach");
+    // Every client, the first included (sent again alone), gets its own answer.
+    round_together(&p, &mut clients, "/r");
 }
 
 #[test]

@@ -83,8 +83,8 @@ pub struct Config {
     pub buffer_size: usize,
     /// Idle keep-alive connections kept per backend for reuse.
     pub pool_size: usize,
-    /// Most GET and HEAD requests sent together on one idle backend connection when they
-    /// arrive at once; 1 sends every request on a connection of its own.
+    /// Most GET requests sent together on one idle backend connection when they arrive at
+    /// once; 1 sends every request on a connection of its own.
     pub pipeline: usize,
     /// Add `X-Backend-Server` to responses.
     pub backend_header: bool,
@@ -246,8 +246,8 @@ OPTIONS:
     --buffer-size SIZE       size of each relay buffer, held only while bytes move
                              [default: 72K]
     --pool-size N            idle connections kept per backend [default: 1024]
-    --pipeline N             GET/HEAD requests without a body that arrive together
-                             may share one idle backend connection, N at most
+    --pipeline N             GET requests without a body that arrive together may
+                             share one idle backend connection, N at most
                              (1 to 16); 1 gives every request its own [default: 8]
     --no-backend-header      do not add X-Backend-Server to responses
     --drain-timeout DUR      after SIGTERM or SIGINT, longest wait for requests in
