@@ -270,6 +270,9 @@ fn start_proxy(backends: &[SocketAddr]) -> SocketAddr {
         &list,
         "--health-interval",
         "0s",
+        // Off by default; on here so the shared-connection path is measured too.
+        "--pipeline",
+        "8",
     ];
     let cfg = match config::from_args(args.iter().map(|s| s.to_string()), None) {
         Ok(config::Command::Run(cfg)) => *cfg,
