@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use prometheus_parse::{Scrape, Value};
+use rr_proxy::http::head::Method;
 
 use crate::util::{self, Client, Proc};
 
@@ -283,9 +284,17 @@ fn silent_admin_connections_are_capped_and_never_starve_traffic() {
     assert_eq!(open, cap, "the first {cap} are served");
     assert_eq!(p.client().request(HEALTHZ).status, 200);
     drop(held);
-    // Once they are gone, the admin port answers again.
+    // Once they are gone, the admin port answers again. Until the proxy has seen them go, a
+    // new connection is still one over the cap and is closed unanswered.
     let deadline = Instant::now() + util::DEADLINE;
-    while get(admin, "/healthz").status != 200 {
+    loop {
+        let mut c = Client::connect(admin);
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n");
+        if c.try_read_response(Method::Get)
+            .is_ok_and(|r| r.status == 200)
+        {
+            break;
+        }
         assert!(Instant::now() < deadline, "the admin port never came back");
     }
 }
