@@ -217,7 +217,14 @@ impl Proxy {
                 self.shrink(&mut up.inbuf);
             }
         }
-        if step == Step::Progress {
+        // Progress either way moves the backend's deadline on, except the bytes of a response
+        // head: those have one deadline for the whole head (`response_head` moves it when a
+        // head is whole), or a backend sending one byte at a time could hold the client for
+        // as long as it likes.
+        let head_begun = exchange(s).is_some_and(|ex| {
+            matches!(ex.resp, Resp::Head) && ex.up.as_ref().is_some_and(|u| !u.inbuf.is_empty())
+        });
+        if step == Step::Progress && !head_begun {
             s.deadline = now + self.cfg.backend_timeout;
         }
         if exchange(s).is_some_and(|ex| matches!(ex.resp, Resp::Head)) {

@@ -53,6 +53,9 @@ impl Proxy {
             // RFC 9110 §15: codes outside 100-599 are invalid; a client cannot act on them.
             return self.broken_head(key, s, now, "status code out of range");
         }
+        // A whole head: the wait for what comes next (a body, or the answer after an interim
+        // one) starts now.
+        s.deadline = now + self.cfg.backend_timeout;
         if status == 101 || status >= 200 {
             if ex.handed {
                 self.pipelining_works(up.backend);

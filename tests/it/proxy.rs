@@ -613,6 +613,43 @@ fn a_silent_backend_gets_504() {
 }
 
 #[test]
+fn a_response_head_sent_a_byte_at_a_time_has_one_deadline_in_all() {
+    // Each byte comes well within the backend timeout, but the whole head would take 6 s: the
+    // head has the backend timeout in all, or a backend could hold a client for ever.
+    const HEAD: &[u8] =
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Slow: drip-drip-drip-drip\r\n\r\nok";
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let drip = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        conn.set_read_timeout(Some(util::DEADLINE))
+            .expect("timeout");
+        let _ = conn.read(&mut [0u8; 4096]);
+        // Stops at the first write that fails: the proxy gave up on the connection.
+        for byte in HEAD.chunks(1) {
+            if conn.write_all(byte).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100)); // the backend's pace, not a wait
+        }
+    });
+    let p = proxy(
+        &[addr],
+        &["--backend-timeout", "1s", "--health-interval", "0s"],
+    );
+    let started = Instant::now();
+    let r = roundtrip(&p, GET);
+    assert_eq!(r.status, 504);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(p);
+    drip.join().expect("the dripping backend");
+}
+
+#[test]
 fn the_proxys_own_502_and_504_keep_the_client_connection() {
     // Each failed request was read whole, so the connection goes on after the proxy's answer;
     // request bodies that look like requests are dropped with their request, never read as
