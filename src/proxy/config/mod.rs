@@ -68,7 +68,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Longest a client may take to send a whole request head (answered with 408).
     pub head_timeout: Duration,
-    /// Longest wait for a backend byte while a response is due (answered with 504).
+    /// Longest wait for a whole response head (answered with 504), then for each next body
+    /// byte.
     pub backend_timeout: Duration,
     /// How long an idle keep-alive client connection is kept.
     pub idle_timeout: Duration,
@@ -242,7 +243,8 @@ OPTIONS:
                              with _ for -); flags win over the file
     --connect-timeout DUR    backend connect deadline [default: 3s]
     --head-timeout DUR       deadline for a whole request head, 408 after [default: 10s]
-    --backend-timeout DUR    wait for a backend byte, 504 after [default: 30s]
+    --backend-timeout DUR    wait for a whole response head, then for each body
+                             byte; 504 after [default: 30s]
     --idle-timeout DUR       idle keep-alive client connection lifetime [default: 60s]
     --max-conns N            most client connections at once [default: 10000]
     --max-head SIZE          largest request or response head [default: 64K]
