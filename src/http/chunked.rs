@@ -25,6 +25,12 @@ const MAX_SIZE_DIGITS: usize = 16;
 /// The most bytes of trailer fields accepted after the last chunk.
 pub const MAX_TRAILER_BYTES: usize = 16 * 1024;
 
+/// Fields no trailer section may carry: they frame or route the message, which must be
+/// settled before its content (RFC 9110 §6.5.1). Trailers pass on as they came, and a
+/// recipient that merged these into the header section (which §6.5.2 forbids, but not every
+/// backend is careful) would re-frame or re-route the message after the fact.
+const NOT_IN_TRAILERS: [&[u8]; 3] = [b"content-length", b"transfer-encoding", b"host"];
+
 /// Why a chunked body is invalid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChunkedError {
@@ -38,6 +44,8 @@ pub enum ChunkedError {
     MissingDataCrlf,
     /// A trailer field that is malformed or over [`MAX_TRAILER_BYTES`].
     BadTrailer,
+    /// A trailer field that frames or routes the message (see [`NOT_IN_TRAILERS`]).
+    FramingTrailer,
 }
 
 impl ChunkedError {
@@ -49,6 +57,7 @@ impl ChunkedError {
             ChunkedError::BadLineEnd => "chunk line not ended by CRLF",
             ChunkedError::MissingDataCrlf => "chunk data not followed by CRLF",
             ChunkedError::BadTrailer => "invalid trailer section",
+            ChunkedError::FramingTrailer => "framing or routing field in the trailer section",
         }
     }
 }
@@ -78,8 +87,9 @@ enum State {
     DataLf,
     /// At the start of a trailer line (or of the final CRLF).
     TrailerStart { total: usize },
-    /// Inside a trailer field name.
-    TrailerName { total: usize },
+    /// Inside a trailer field name, `len` bytes into it; `like` has a bit for each name of
+    /// [`NOT_IN_TRAILERS`] it could still be.
+    TrailerName { total: usize, len: u8, like: u8 },
     /// Inside a trailer field value, up to the CR.
     TrailerValue { total: usize },
     /// CR ending a trailer line; LF must follow.
@@ -109,6 +119,29 @@ enum Ext {
     Escape,
     /// After the closing quote.
     ValueEnd,
+}
+
+/// Which names of [`NOT_IN_TRAILERS`] in the set `like` (a bit each) have `b` at `at`,
+/// ignoring case.
+fn still_like(like: u8, at: u8, b: u8) -> u8 {
+    let mut out = 0;
+    for (i, name) in NOT_IN_TRAILERS.iter().enumerate() {
+        let fits = name
+            .get(usize::from(at))
+            .is_some_and(|c| c.eq_ignore_ascii_case(&b));
+        if like & (1 << i) != 0 && fits {
+            out |= 1 << i;
+        }
+    }
+    out
+}
+
+/// Whether a name `len` bytes long that is still `like` these is one of them.
+fn is_named(like: u8, len: u8) -> bool {
+    NOT_IN_TRAILERS
+        .iter()
+        .enumerate()
+        .any(|(i, name)| like & (1 << i) != 0 && name.len() == usize::from(len))
 }
 
 /// What one byte of an extension leads to.
@@ -266,14 +299,21 @@ impl ChunkedDecoder {
                 b'\r' => State::EndLf,
                 _ if is_tchar(b) => State::TrailerName {
                     total: bounded(total, MAX_TRAILER_BYTES, BadTrailer)?,
+                    len: 1,
+                    like: still_like(u8::MAX, 0, b),
                 },
                 _ => return Err(BadTrailer),
             },
-            State::TrailerName { total } => {
+            State::TrailerName { total, len, like } => {
                 let total = bounded(total, MAX_TRAILER_BYTES, BadTrailer)?;
                 match b {
+                    b':' if is_named(like, len) => return Err(FramingTrailer),
                     b':' => State::TrailerValue { total },
-                    _ if is_tchar(b) => State::TrailerName { total },
+                    _ if is_tchar(b) => State::TrailerName {
+                        total,
+                        len: len.saturating_add(1),
+                        like: still_like(like, len, b),
+                    },
                     _ => return Err(BadTrailer),
                 }
             }
@@ -371,6 +411,17 @@ mod tests {
                 0,
             ),
             (b"00000002\r\nhi\r\n000\r\n\r\n", b"hi", 0),
+            // Names that only look like the ones a trailer may not carry.
+            (
+                b"0\r\nHos: a\r\nHosts: b\r\nX-Host: c\r\nContent-Lengt: 1\r\n\r\n",
+                b"",
+                0,
+            ),
+            (
+                b"0\r\nContent-Length-X: 1\r\nTransfer-Encoding2: x\r\n\r\n",
+                b"",
+                0,
+            ),
             (b"0000000000000002\r\nhi\r\n0\r\n\r\n", b"hi", 0),
             (b"ffffffffffffffff\r\n", b"", 0),
         ];
@@ -419,6 +470,9 @@ mod tests {
             (b"0\r\nA: b\rc\r\n\r\n", BadLineEnd),
             (b"0\r\n\rX", BadLineEnd),
             (b"0\r\n\n", BadTrailer),
+            (b"0\r\nContent-Length: 5\r\n\r\n", FramingTrailer),
+            (b"0\r\nX: 1\r\nhOsT: evil\r\n\r\n", FramingTrailer),
+            (b"0\r\ntransfer-encoding:chunked\r\n\r\n", FramingTrailer),
         ];
         for (input, want) in cases {
             assert_eq!(

@@ -527,10 +527,14 @@ fn ambiguous_framing_is_refused_and_never_forwarded() {
     // request smuggled inside it, and the client gets 400.
     // Likewise sizes and extensions another parser could read differently: an unclosed
     // quote that one reading of the extension carries past the line end, 17 hex digits.
-    let bodies: [&[u8]; 3] = [
+    // And a trailer with a framing or routing field, which a backend merging trailers
+    // into the head would act on after the fact (RFC 9110 §6.5.1).
+    let bodies: [&[u8]; 5] = [
         b"zz\r\n",
         b"5;a=\"x\r\nhello\r\n0\r\n\r\n\"\r\n",
         b"00000000000000005\r\nhello\r\n0\r\n\r\n",
+        b"5\r\nhello\r\n0\r\nContent-Length: 50\r\n\r\n",
+        b"5\r\nhello\r\n0\r\nHost: evil\r\n\r\n",
     ];
     for body in bodies {
         let mut s = p.client();
