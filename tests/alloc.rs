@@ -270,7 +270,7 @@ fn start_proxy(backends: &[SocketAddr]) -> SocketAddr {
         &list,
         "--health-interval",
         "0s",
-        // Off by default; on here so the shared-connection path is measured too.
+        // The default, spelled out: the crowd window needs the shared-connection path.
         "--pipeline",
         "8",
     ];
