@@ -87,7 +87,7 @@ pub struct Flags(u8);
 impl Flags {
     /// The client writes in three pieces: up to its first head's end, then the rest in halves.
     pub const CLIENT_PIECES: u8 = 1;
-    /// The client half-closes only once every request is answered (or after [`QUIET`]):
+    /// The client half-closes only once every request is answered (or after `QUIET`):
     /// pipelined requests are served instead of cut short by the client's end.
     pub const HOLD: u8 = 2;
     /// The backend writes its script in two pieces, split after its first head.
@@ -256,7 +256,7 @@ pub enum Ending {
 /// What the client got back.
 #[derive(Debug)]
 pub struct Received {
-    /// The bytes, up to [`KEEP`]; the checks look at those.
+    /// The bytes, up to `KEEP`; the checks look at those.
     pub bytes: Vec<u8>,
     /// How the stream ended.
     pub ending: Ending,

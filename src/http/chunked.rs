@@ -44,7 +44,8 @@ pub enum ChunkedError {
     MissingDataCrlf,
     /// A trailer field that is malformed or over [`MAX_TRAILER_BYTES`].
     BadTrailer,
-    /// A trailer field that frames or routes the message (see [`NOT_IN_TRAILERS`]).
+    /// A trailer field that frames or routes the message: `Content-Length`,
+    /// `Transfer-Encoding` or `Host`.
     FramingTrailer,
 }
 
